@@ -1,0 +1,73 @@
+import { HeraldError } from './errors.js'
+
+export interface ConnectedEvent {
+  /** Server process id of the listener connection (as in `pg_stat_activity.pid`). */
+  readonly backendPid: number
+  /** False for the connection `start()` opened, true for every later one. */
+  readonly reconnect: boolean
+}
+
+export interface DisconnectedEvent {
+  /** Why the listener connection was lost: closed by the server, a socket error, a missed heartbeat. */
+  readonly error: HeraldError
+}
+
+export interface ReconnectingEvent {
+  /** 1 for the first attempt after a loss. */
+  readonly attempt: number
+  /** How long Herald waits before this attempt, jitter included, in ms. */
+  readonly delayMs: number
+  /** What made the previous attempt (or the connection) fail. */
+  readonly error: HeraldError
+}
+
+export interface ReconnectedEvent {
+  /**
+   * How long the listener could not receive, in ms. Any notification sent in that window is
+   * lost: treat the gap as "anything may have changed" (flush, re-read, re-check).
+   */
+  readonly downtimeMs: number
+  /** Server process id of the new listener connection. */
+  readonly backendPid: number
+}
+
+/** Events of a `Herald`. Every payload is one object, so fields can be added without a break. */
+export interface HeraldEvents {
+  /** The listener connection is up and LISTENs on every subscribed channel (first time and after each reconnect). */
+  connected: [event: ConnectedEvent]
+  /** The listener connection was lost; notifications are not received until `reconnected`. */
+  disconnected: [event: DisconnectedEvent]
+  /** A reconnect attempt is scheduled. */
+  reconnecting: [event: ReconnectingEvent]
+  /** The listener is back after a loss and LISTENs on every channel again; fired after `connected`. */
+  reconnected: [event: ReconnectedEvent]
+  /**
+   * A background failure: an invalid notification (`PAYLOAD_INVALID`), a throwing handler
+   * (`HANDLER_FAILED`), a failed reconnect (`CONNECTION_FAILED`, `HOT_STANDBY`). Herald keeps
+   * working after every one of them.
+   */
+  error: [error: HeraldError]
+}
+
+/** Anything with an `emit`: typed wrappers in each class keep the event map checked. */
+export interface Emitting {
+  emit(event: string, ...args: unknown[]): boolean
+}
+
+/**
+ * Emits without letting a throwing listener escape into the loop that emitted (a reconnect,
+ * a notification dispatch): the throw is reported as an `error` event instead. eventemitter3
+ * gives `error` no special meaning, so with no `error` listener an error is dropped quietly.
+ */
+export function safeEmit(emitter: Emitting, name: string, ...args: unknown[]): void {
+  try {
+    emitter.emit(name, ...args)
+  } catch (cause) {
+    if (name === 'error') return
+    try {
+      emitter.emit('error', new HeraldError('HANDLER_FAILED', `a '${name}' event listener threw`, { cause }))
+    } catch {
+      // An 'error' listener that throws has nowhere left to report to.
+    }
+  }
+}

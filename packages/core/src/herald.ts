@@ -1,0 +1,363 @@
+import { randomBytes } from 'node:crypto'
+import { EventEmitter } from 'eventemitter3'
+import type { Sql } from 'postgres'
+import { assertChannelName } from './channel-name.js'
+import { ChunkAssembler, isChunkFrame } from './chunking.js'
+import { assertKind, decodeEnvelope, DEFAULT_KIND, serializeBody, type Envelope } from './envelope.js'
+import { HeraldError } from './errors.js'
+import { safeEmit, type Emitting, type HeraldEvents } from './events.js'
+import { createClient } from './internal/client.js'
+import { assertWaitOptions, raceWait, type WaitOptions } from './internal/wait.js'
+import { ListenerConnection } from './listener-connection.js'
+import { resolveOptions, type HeraldOptions, type ResolvedOptions } from './options.js'
+import { Publisher } from './publisher.js'
+import { Subscription, type MessageHandler, type MessageMeta } from './subscription.js'
+
+export interface SubscribeOptions extends WaitOptions {
+  /**
+   * How many calls of an async handler may run at once; further messages queue in order.
+   * `1` processes one message at a time. @default Infinity
+   */
+  concurrency?: number
+}
+
+export interface PublishOptions {
+  /**
+   * A postgres.js transaction (`sql.begin(tx => ...)`): the message is delivered when, and
+   * only if, that transaction commits.
+   */
+  tx?: Sql<Record<string, unknown>>
+  /** Carried as `meta.kind`, for consumers that multiplex message types on a channel. @default 'message' */
+  kind?: string
+}
+
+export interface HeraldStats {
+  /** The listener connection is up and LISTENing. */
+  readonly connected: boolean
+  /** Server process id of the listener connection. */
+  readonly backendPid: number | undefined
+  /** Successful reconnects since `start()`. */
+  readonly reconnects: number
+  /** Time spent disconnected since `start()`, in ms (ongoing outage included). */
+  readonly downtimeMs: number
+  /** Notifications received (chunk frames count once each). */
+  readonly notifications: number
+  /** Messages delivered to subscriptions (a coalesced notification holds several). */
+  readonly received: number
+  /** Messages published and committed. */
+  readonly published: number
+  /** NOTIFY calls made: fewer than `published` when coalesced, more when chunked. */
+  readonly notifies: number
+  /** Notifications refused as `PAYLOAD_INVALID`. */
+  readonly invalid: number
+  /** Handler calls that threw or rejected. */
+  readonly handlerErrors: number
+  /** Channels LISTENed. */
+  readonly channels: number
+  /** Live subscriptions. */
+  readonly subscriptions: number
+  /** Chunked messages partly received. */
+  readonly partialMessages: number
+  /** `Date.now()`-style time of the last answered heartbeat. */
+  readonly lastHeartbeatAt: number | undefined
+  /** Round trip of the last heartbeat, in ms. */
+  readonly heartbeatRoundTripMs: number | undefined
+}
+
+type State = 'idle' | 'starting' | 'started' | 'closing' | 'closed'
+
+/**
+ * The process's one connection to "something changed" on PostgreSQL: a single dedicated
+ * LISTEN connection shared by every channel, cache, lock and config store, that reconnects
+ * forever and says so (`disconnected`, `reconnected`), and a publisher that coalesces,
+ * chunks and, inside a transaction, delivers on commit only.
+ */
+export class Herald extends EventEmitter<HeraldEvents> implements AsyncDisposable {
+  /** Id carried by every message this Herald publishes; `meta.self` compares against it. */
+  readonly origin: string
+  readonly #options: ResolvedOptions
+  readonly #channels = new Map<string, Set<Subscription<unknown>>>()
+  readonly #assembler: ChunkAssembler
+  #listener: ListenerConnection | undefined
+  #publisher: Publisher | undefined
+  #ownSql: Sql<Record<string, unknown>> | undefined
+  #state: State = 'idle'
+  #starting: Promise<void> | undefined
+  #closing: Promise<void> | undefined
+  #notifications = 0
+  #received = 0
+  #invalid = 0
+  #handlerErrors = 0
+  #downtimeMs = 0
+  #disconnectedAt: number | undefined
+
+  constructor(options: HeraldOptions) {
+    super()
+    this.#options = resolveOptions(options)
+    this.origin = randomBytes(6).toString('base64url').replaceAll(/[^A-Za-z0-9]/g, 'x')
+    this.#assembler = new ChunkAssembler({ now: () => this.#options.clock.now() })
+  }
+
+  /**
+   * Opens the listener connection. Transient failures (server still starting, refused
+   * connection) are retried until `timeoutMs`; a wrong password, unknown database or a hot
+   * standby reject at once. Idempotent while starting or started.
+   * @throws HeraldError `CONNECTION_FAILED`, `HOT_STANDBY`, `TIMEOUT`, `ABORTED`, `CLOSED`
+   */
+  start(options: WaitOptions = {}): Promise<void> {
+    if (this.#state === 'closing' || this.#state === 'closed') return Promise.reject(closedError())
+    if (this.#starting !== undefined) return this.#starting
+    try {
+      assertWaitOptions(options)
+    } catch (error) {
+      return Promise.reject(error)
+    }
+    this.#state = 'starting'
+    this.#starting = this.#start(options)
+    return this.#starting
+  }
+
+  async #start(options: WaitOptions): Promise<void> {
+    const { sql, connection, publishPoolSize, applicationName, connectTimeoutMs } = this.#options
+    const listener = new ListenerConnection(this.#options, {
+      notification: (channel, payload) => this.#dispatch(channel, payload),
+      connected: ({ backendPid, reconnect, downtimeMs }) => {
+        if (this.#disconnectedAt !== undefined) this.#downtimeMs += downtimeMs
+        this.#disconnectedAt = undefined
+        this.#emit('connected', { backendPid, reconnect })
+        if (reconnect) this.#emit('reconnected', { downtimeMs, backendPid })
+      },
+      disconnected: (error) => {
+        this.#disconnectedAt = this.#options.clock.now()
+        // Chunks of a message cut by the gap will never complete.
+        this.#assembler.clear()
+        this.#emit('disconnected', { error })
+      },
+      reconnecting: (event) => this.#emit('reconnecting', event),
+      error: (error) => this.#emitError(error),
+    })
+    this.#listener = listener
+    if (sql === undefined && connection !== undefined) {
+      this.#ownSql = createClient(connection, {
+        max: publishPoolSize,
+        onnotice: () => {},
+        connect_timeout: Math.ceil(connectTimeoutMs / 1000),
+        connection: { application_name: `${applicationName}-publisher` },
+      }) as unknown as Sql<Record<string, unknown>>
+    }
+    this.#publisher = new Publisher((sql ?? this.#ownSql) as Sql<Record<string, unknown>>, this.origin)
+    try {
+      await listener.start({ ...options, timeoutMs: options.timeoutMs ?? this.#options.connectTimeoutMs })
+    } catch (error) {
+      await this.#release()
+      if (this.#state === 'starting') {
+        this.#state = 'idle'
+        this.#starting = undefined
+      }
+      throw error
+    }
+    if (this.#state === 'starting') this.#state = 'started'
+  }
+
+  /**
+   * Calls `handler` for every message on `channel`, from any instance (this one included:
+   * see `meta.self`). Resolves once the channel is LISTENed, so a message published after
+   * that is received.
+   * @throws HeraldError `INVALID_CHANNEL`, `NOT_STARTED`, `CLOSED`, `TIMEOUT`, `ABORTED`
+   */
+  async subscribe<TPayload = unknown>(
+    channel: string,
+    handler: MessageHandler<TPayload>,
+    options: SubscribeOptions = {},
+  ): Promise<Subscription<TPayload>> {
+    assertChannelName(channel)
+    if (typeof handler !== 'function') throw new HeraldError('INVALID_OPTION', 'handler must be a function')
+    const concurrency = options.concurrency ?? Number.POSITIVE_INFINITY
+    if (!(concurrency >= 1)) throw new HeraldError('INVALID_OPTION', `concurrency must be >= 1, got ${concurrency}`)
+    assertWaitOptions(options)
+    const listener = this.#requireStarted()
+    const subscription = new Subscription<TPayload>(
+      channel,
+      handler,
+      concurrency,
+      (error) => {
+        this.#handlerErrors++
+        this.#emitError(error)
+      },
+      (sub) => this.#detach(sub as Subscription<unknown>),
+    )
+    let subscriptions = this.#channels.get(channel)
+    if (subscriptions === undefined) {
+      subscriptions = new Set()
+      this.#channels.set(channel, subscriptions)
+    }
+    subscriptions.add(subscription as Subscription<unknown>)
+    try {
+      await listener.listen(channel, options)
+    } catch (error) {
+      await subscription.unsubscribe()
+      throw error
+    }
+    return subscription
+  }
+
+  /**
+   * Sends `payload` (any JSON value) to every subscriber of `channel` on every instance.
+   * Resolves once the NOTIFY is committed, or, with `{ tx }`, queued in that transaction.
+   * @throws HeraldError `INVALID_CHANNEL`, `PAYLOAD_INVALID`, `NOT_STARTED`, `CLOSED`, `CONNECTION_FAILED`, `HOT_STANDBY`
+   */
+  async publish(channel: string, payload: unknown, options: PublishOptions = {}): Promise<void> {
+    assertChannelName(channel)
+    const kind = options.kind === undefined ? DEFAULT_KIND : assertKind(options.kind)
+    const body = serializeBody(payload)
+    this.#requireStarted()
+    const publisher = this.#publisher as Publisher
+    if (options.tx !== undefined) {
+      await publisher.publishInTransaction(options.tx, channel, kind, [body])
+      return
+    }
+    await publisher.publish(channel, kind, body)
+  }
+
+  /** The listener connection is up and LISTENing on every subscribed channel. */
+  get connected(): boolean {
+    return this.#listener?.connected ?? false
+  }
+
+  /** `close()` was called. */
+  get closed(): boolean {
+    return this.#state === 'closing' || this.#state === 'closed'
+  }
+
+  stats(): HeraldStats {
+    const listener = this.#listener?.stats
+    const publisher = this.#publisher?.stats
+    let subscriptions = 0
+    for (const set of this.#channels.values()) subscriptions += set.size
+    const ongoing = this.#disconnectedAt === undefined ? 0 : this.#options.clock.now() - this.#disconnectedAt
+    return {
+      connected: this.connected,
+      backendPid: this.#listener?.backendPid,
+      reconnects: listener?.reconnects ?? 0,
+      downtimeMs: this.#downtimeMs + ongoing,
+      notifications: this.#notifications,
+      received: this.#received,
+      published: publisher?.published ?? 0,
+      notifies: publisher?.notifies ?? 0,
+      invalid: this.#invalid,
+      handlerErrors: this.#handlerErrors,
+      channels: this.#channels.size,
+      subscriptions,
+      partialMessages: this.#assembler.pending,
+      lastHeartbeatAt: listener?.lastHeartbeatAt,
+      heartbeatRoundTripMs: listener?.heartbeatRoundTripMs,
+    }
+  }
+
+  /**
+   * Stops receiving, lets publishes already accepted go out, waits up to `closeTimeoutMs` for
+   * running handlers, then closes every connection Herald opened. Idempotent; every later call
+   * of `subscribe`/`publish` rejects with `CLOSED`.
+   */
+  close(): Promise<void> {
+    this.#closing ??= this.#close()
+    return this.#closing
+  }
+
+  async [Symbol.asyncDispose](): Promise<void> {
+    await this.close()
+  }
+
+  async #close(): Promise<void> {
+    const wasStarting = this.#starting
+    this.#state = 'closing'
+    const subscriptions = [...this.#channels.values()].flatMap((set) => [...set])
+    for (const subscription of subscriptions) subscription.stop()
+    await wasStarting?.catch(() => {})
+    const { clock, closeTimeoutMs } = this.#options
+    const settled = Promise.all([
+      this.#publisher?.drain(),
+      ...subscriptions.map((subscription) => subscription.settled()),
+    ])
+    await raceWait(settled, { timeoutMs: closeTimeoutMs }, clock, 'close').catch(() => {})
+    this.#channels.clear()
+    await this.#release()
+    this.#state = 'closed'
+    this.removeAllListeners()
+  }
+
+  async #release(): Promise<void> {
+    const listener = this.#listener
+    const ownSql = this.#ownSql
+    this.#ownSql = undefined
+    await Promise.all([listener?.close(), ownSql?.end({ timeout: 1 }).catch(() => {})])
+  }
+
+  #requireStarted(): ListenerConnection {
+    if (this.#state === 'closing' || this.#state === 'closed') throw closedError()
+    if (this.#state === 'idle' || this.#listener === undefined) {
+      throw new HeraldError('NOT_STARTED', 'call `await herald.start()` first')
+    }
+    return this.#listener
+  }
+
+  async #detach(subscription: Subscription<unknown>): Promise<void> {
+    const subscriptions = this.#channels.get(subscription.channel)
+    if (subscriptions === undefined || !subscriptions.delete(subscription)) return
+    if (subscriptions.size > 0) return
+    this.#channels.delete(subscription.channel)
+    if (this.#state === 'started' || this.#state === 'starting') await this.#listener?.unlisten(subscription.channel)
+  }
+
+  #dispatch(channel: string, payload: string): void {
+    this.#notifications++
+    const subscriptions = this.#channels.get(channel)
+    if (subscriptions === undefined || this.#state === 'closing') return
+    let text = payload
+    if (isChunkFrame(payload)) {
+      const result = this.#assembler.accept(payload)
+      if (result.status === 'pending') return
+      if (result.status === 'invalid') return this.#refuse(channel, result.error)
+      text = result.text
+    }
+    let envelope: Envelope
+    try {
+      envelope = decodeEnvelope(text)
+    } catch (error) {
+      return this.#refuse(channel, error as HeraldError)
+    }
+    const meta: MessageMeta = {
+      channel,
+      self: envelope.origin === this.origin,
+      origin: envelope.origin,
+      kind: envelope.kind,
+      receivedAt: Date.now(),
+    }
+    for (const body of envelope.bodies) {
+      this.#received++
+      for (const subscription of subscriptions) subscription.deliver(body, meta)
+    }
+  }
+
+  #refuse(channel: string, error: HeraldError): void {
+    this.#invalid++
+    this.#emitError(
+      new HeraldError(error.code, `${error.message} (channel ${channel}); ignored`, {
+        cause: error.cause,
+        details: { ...error.details, channel },
+      }),
+    )
+  }
+
+  #emitError(error: HeraldError): void {
+    this.#emit('error', error)
+  }
+
+  #emit<TName extends keyof HeraldEvents>(name: TName, ...args: HeraldEvents[TName]): void {
+    safeEmit(this as unknown as Emitting, name, ...args)
+  }
+}
+
+function closedError(): HeraldError {
+  return new HeraldError('CLOSED', 'this Herald is closed')
+}

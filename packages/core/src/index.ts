@@ -1,0 +1,19 @@
+export { Herald } from './herald.js'
+export type { HeraldStats, PublishOptions, SubscribeOptions } from './herald.js'
+export { Subscription } from './subscription.js'
+export type { MessageHandler, MessageMeta, SubscriptionStats } from './subscription.js'
+export { HeraldError, isHeraldError } from './errors.js'
+export type { HeraldErrorCode, HeraldErrorOptions } from './errors.js'
+export type {
+  ConnectedEvent,
+  DisconnectedEvent,
+  HeraldEvents,
+  ReconnectedEvent,
+  ReconnectingEvent,
+} from './events.js'
+export type { ConnectionConfig, HeraldOptions } from './options.js'
+export type { BackoffOptions } from './backoff.js'
+export type { WaitOptions } from './internal/wait.js'
+export { assertChannelName, MAX_CHANNEL_BYTES } from './channel-name.js'
+export { DEFAULT_KIND, ENVELOPE_VERSION } from './envelope.js'
+export { MAX_NOTIFY_BYTES } from './chunking.js'

@@ -1,0 +1,305 @@
+import type net from 'node:net'
+import type { Sql } from 'postgres'
+import { backoffDelay } from './backoff.js'
+import { quoteChannel } from './channel-name.js'
+import { HeraldError, sqlState, toConnectionError } from './errors.js'
+import { Heartbeat } from './heartbeat.js'
+import { createClient } from './internal/client.js'
+import type { TimerHandle } from './internal/clock.js'
+import { openSocket, type SocketTarget } from './internal/socket.js'
+import { deferred, raceWait, type Deferred, type WaitOptions } from './internal/wait.js'
+import type { ResolvedOptions } from './options.js'
+
+export interface ListenerHandlers {
+  notification(channel: string, payload: string): void
+  connected(info: { backendPid: number; reconnect: boolean; downtimeMs: number }): void
+  disconnected(error: HeraldError): void
+  reconnecting(info: { attempt: number; delayMs: number; error: HeraldError }): void
+  error(error: HeraldError): void
+}
+
+/** One physical connection. A lost one is never reused: reconnecting opens a new session. */
+interface Session {
+  readonly client: Sql
+  socket: net.Socket | undefined
+  backendPid: number
+  /** Channels LISTENed (or being LISTENed) on this session, with the pending command. */
+  readonly listening: Map<string, Promise<void>>
+  heartbeat: Heartbeat | undefined
+  lost: boolean
+}
+
+type State = 'idle' | 'starting' | 'live' | 'reconnecting' | 'closed'
+
+// Errors a retry cannot fix: bad password, unknown role or database, a replica.
+const PERMANENT_STATES = new Set(['28000', '28P01', '3D000', '25006'])
+
+/**
+ * The one dedicated LISTEN connection of a process. It owns its postgres.js client
+ * (`max: 1`) instead of using `sql.listen`, which hides disconnects, has no heartbeat and
+ * swallows re-LISTEN errors: every guarantee about gaps starts here.
+ */
+export class ListenerConnection {
+  readonly #options: ResolvedOptions
+  readonly #on: ListenerHandlers
+  /** Channels that should be LISTENed; every new session LISTENs all of them. */
+  readonly #desired = new Set<string>()
+  #state: State = 'idle'
+  #session: Session | undefined
+  #live: Deferred<Session> = deferred()
+  #attempt = 0
+  #reconnectTimer: TimerHandle | undefined
+  #lostAt: number | undefined
+  #connects = 0
+  #reconnects = 0
+  #lastHeartbeatAt: number | undefined
+  #lastRoundTripMs: number | undefined
+
+  constructor(options: ResolvedOptions, handlers: ListenerHandlers) {
+    this.#options = options
+    this.#on = handlers
+    // Waiters on a Herald that closes before ever connecting are rejected; nobody else awaits this one.
+    this.#live.promise.catch(() => {})
+  }
+
+  get connected(): boolean {
+    return this.#state === 'live'
+  }
+
+  get backendPid(): number | undefined {
+    return this.#session?.backendPid
+  }
+
+  get stats() {
+    return {
+      reconnects: this.#reconnects,
+      lastHeartbeatAt: this.#lastHeartbeatAt,
+      heartbeatRoundTripMs: this.#lastRoundTripMs,
+      channels: this.#desired.size,
+    }
+  }
+
+  /** Opens the first session, retrying transient failures until `timeoutMs`. */
+  async start(options: WaitOptions & { timeoutMs: number }): Promise<void> {
+    this.#state = 'starting'
+    const { clock } = this.#options
+    const deadline = clock.now() + options.timeoutMs
+    let lastError: HeraldError | undefined
+    for (let attempt = 0; ; attempt++) {
+      if ((this.#state as State) === 'closed') throw new HeraldError('CLOSED', 'Herald was closed while starting')
+      try {
+        const session = await raceWait(this.#open(), options, clock, 'start')
+        this.#goLive(session)
+        return
+      } catch (error) {
+        if (error instanceof HeraldError && (error.code === 'ABORTED' || error.code === 'TIMEOUT')) {
+          throw new HeraldError(error.code, error.message, { cause: lastError ?? error.cause })
+        }
+        lastError = toConnectionError(error, 'could not open the listener connection')
+        if (isPermanent(lastError)) throw lastError
+        const delay = backoffDelay(attempt, this.#options.reconnect)
+        if (clock.now() + delay >= deadline) {
+          throw new HeraldError('CONNECTION_FAILED', `${lastError.message} (gave up after ${options.timeoutMs} ms)`, {
+            cause: lastError,
+          })
+        }
+        await raceWait(sleep(clock, delay), options, clock, 'start')
+      }
+    }
+  }
+
+  /** Adds a channel; resolves once a live session has LISTENed on it. */
+  async listen(channel: string, options: WaitOptions): Promise<void> {
+    this.#desired.add(channel)
+    for (;;) {
+      const session = this.#session ?? (await raceWait(this.#live.promise, options, this.#options.clock, 'subscribe'))
+      let command = session.listening.get(channel)
+      if (command === undefined) {
+        command = this.#command(session, `listen ${quoteChannel(channel)}`)
+        session.listening.set(channel, command)
+      }
+      try {
+        await raceWait(command, options, this.#options.clock, 'subscribe')
+        return
+      } catch (error) {
+        if (error instanceof HeraldError && (error.code === 'ABORTED' || error.code === 'TIMEOUT')) throw error
+        // The session died under the LISTEN: the next one LISTENs every desired channel.
+        if (!session.lost) throw toConnectionError(error, `LISTEN ${channel} failed`)
+        if (this.#state === 'closed') throw new HeraldError('CLOSED', 'Herald is closed')
+      }
+    }
+  }
+
+  /** Removes a channel; UNLISTENs it on the live session. */
+  async unlisten(channel: string): Promise<void> {
+    this.#desired.delete(channel)
+    const session = this.#session
+    if (session === undefined || !session.listening.delete(channel)) return
+    await this.#command(session, `unlisten ${quoteChannel(channel)}`).catch((error: unknown) => {
+      // A lost session forgets its LISTENs by itself; anything else is worth knowing.
+      if (!session.lost) this.#on.error(toConnectionError(error, `UNLISTEN ${channel} failed`))
+    })
+  }
+
+  async close(): Promise<void> {
+    if (this.#state === 'closed') return
+    this.#state = 'closed'
+    if (this.#reconnectTimer !== undefined) this.#options.clock.clearTimeout(this.#reconnectTimer)
+    this.#reconnectTimer = undefined
+    this.#live.reject(new HeraldError('CLOSED', 'Herald is closed'))
+    const session = this.#session
+    this.#session = undefined
+    if (session !== undefined) await this.#dispose(session, true)
+  }
+
+  /** Opens a session: connect, check the server is a primary, LISTEN every desired channel. */
+  async #open(): Promise<Session> {
+    const { listenConnection, connectTimeoutMs, applicationName } = this.#options
+    let socket: net.Socket | undefined
+    let session: Session | undefined
+    const client = createClient(listenConnection, {
+      max: 1,
+      idle_timeout: 0,
+      max_lifetime: null,
+      fetch_types: false,
+      connect_timeout: Math.ceil(connectTimeoutMs / 1000),
+      onnotice: () => {},
+      connection: { application_name: `${applicationName}-listener` },
+      socket: async (target: SocketTarget) => {
+        socket = await openSocket(target, connectTimeoutMs)
+        if (session !== undefined) session.socket = socket
+        return socket
+      },
+      onnotify: (channel: string, payload: string) => {
+        if (session !== undefined && !session.lost) this.#on.notification(channel, payload)
+      },
+      onclose: () => {
+        if (session !== undefined) this.#lose(session, new HeraldError('CONNECTION_FAILED', 'the listener connection was closed'))
+      },
+    } as Parameters<typeof createClient>[1])
+    session = { client, socket, backendPid: 0, listening: new Map(), heartbeat: undefined, lost: false }
+    try {
+      // A connect that neither succeeds nor fails (a SYN into the void, a server stuck in
+      // startup) must not stall the reconnect loop forever.
+      const [row] = await raceWait(
+        client<{ pid: number; standby: boolean }[]>`select pg_backend_pid() as pid, pg_is_in_recovery() as standby`,
+        { timeoutMs: connectTimeoutMs },
+        this.#options.clock,
+        'connect',
+      )
+      if (row === undefined) throw new HeraldError('CONNECTION_FAILED', 'the server answered no row')
+      if (row.standby) {
+        throw new HeraldError('HOT_STANDBY', 'the server is a hot standby; LISTEN needs the primary', {
+          details: { sqlState: '25006' },
+        })
+      }
+      session.backendPid = row.pid
+      session.socket = socket
+      const channels = [...this.#desired]
+      if (channels.length > 0) {
+        // One round trip for every channel: a reconnect under 1,000 channels stays fast.
+        const all = this.#command(session, channels.map((channel) => `listen ${quoteChannel(channel)}`).join(';'))
+        for (const channel of channels) session.listening.set(channel, all)
+        await all
+      }
+      return session
+    } catch (error) {
+      session.lost = true
+      await this.#dispose(session, false)
+      throw error
+    }
+  }
+
+  #goLive(session: Session): void {
+    if (this.#state === 'closed') {
+      void this.#dispose(session, true)
+      return
+    }
+    const reconnect = this.#connects > 0
+    const downtimeMs = this.#lostAt === undefined ? 0 : this.#options.clock.now() - this.#lostAt
+    this.#connects++
+    if (reconnect) this.#reconnects++
+    this.#state = 'live'
+    this.#session = session
+    this.#attempt = 0
+    this.#lostAt = undefined
+    session.heartbeat = new Heartbeat({
+      intervalMs: this.#options.heartbeatMs / 2,
+      timeoutMs: this.#options.heartbeatMs / 2,
+      clock: this.#options.clock,
+      probe: () => session.client`select 1`.then(() => undefined),
+      onBeat: (roundTripMs) => {
+        this.#lastHeartbeatAt = this.#options.clock.now()
+        this.#lastRoundTripMs = roundTripMs
+      },
+      onDead: (error) => this.#lose(session, error),
+    })
+    session.heartbeat.start()
+    const live = this.#live
+    this.#live = deferred()
+    this.#live.promise.catch(() => {})
+    live.resolve(session)
+    this.#on.connected({ backendPid: session.backendPid, reconnect, downtimeMs })
+  }
+
+  #lose(session: Session, error: HeraldError): void {
+    if (session.lost) return
+    session.lost = true
+    void this.#dispose(session, false)
+    if (this.#session !== session) return
+    this.#session = undefined
+    if (this.#state === 'closed') return
+    this.#state = 'reconnecting'
+    this.#lostAt = this.#options.clock.now()
+    this.#on.disconnected(error)
+    this.#scheduleReconnect(error)
+  }
+
+  #scheduleReconnect(error: HeraldError): void {
+    const delayMs = backoffDelay(this.#attempt, this.#options.reconnect)
+    this.#attempt++
+    this.#on.reconnecting({ attempt: this.#attempt, delayMs, error })
+    // Kept alive on purpose: between two sessions this timer is all that holds the process
+    // open, and a listening process must not exit because its database blinked.
+    this.#reconnectTimer = this.#options.clock.setTimeout(() => void this.#reconnect(), delayMs, true)
+  }
+
+  async #reconnect(): Promise<void> {
+    this.#reconnectTimer = undefined
+    if (this.#state === 'closed') return
+    try {
+      const session = await this.#open()
+      this.#goLive(session)
+    } catch (error) {
+      if ((this.#state as State) === 'closed') return
+      const failure = toConnectionError(error, 'reconnecting the listener failed')
+      // Transient refusals (server restarting) are expected while reconnecting; a replica or a
+      // rejected password is not, and needs a human.
+      if (isPermanent(failure)) this.#on.error(failure)
+      this.#scheduleReconnect(failure)
+    }
+  }
+
+  /** Runs a LISTEN/UNLISTEN/probe command; simple protocol, since identifiers cannot be parameters. */
+  #command(session: Session, text: string): Promise<void> {
+    return session.client.unsafe(text).then(() => undefined)
+  }
+
+  async #dispose(session: Session, graceful: boolean): Promise<void> {
+    session.lost = true
+    session.heartbeat?.stop()
+    if (!graceful) session.socket?.destroy()
+    await session.client.end({ timeout: graceful ? 1 : 0 }).catch(() => {})
+    session.socket?.destroy()
+  }
+}
+
+function isPermanent(error: HeraldError): boolean {
+  if (error.code === 'HOT_STANDBY') return true
+  const state = sqlState(error.cause) ?? (error.details['sqlState'] as string | undefined)
+  return state !== undefined && PERMANENT_STATES.has(state)
+}
+
+function sleep(clock: ResolvedOptions['clock'], ms: number): Promise<void> {
+  return new Promise((resolve) => clock.setTimeout(resolve, ms, true))
+}

@@ -1,0 +1,101 @@
+import type { Options, PostgresType, Sql } from 'postgres'
+import { DEFAULT_MAX_DELAY_MS, DEFAULT_MIN_DELAY_MS, type BackoffOptions } from './backoff.js'
+import { HeraldError } from './errors.js'
+import { systemClock, type Clock } from './internal/clock.js'
+
+/** A connection string, or postgres.js options (host, port, ssl, ...; `PG*` variables fill the gaps). */
+export type ConnectionConfig = string | Options<Record<string, PostgresType>>
+
+export interface HeraldOptions {
+  /**
+   * Where to connect. Used for the listener connection, and for publishing unless `sql` is given.
+   * Required unless both `sql` and `listenConnection` are given.
+   */
+  connection?: ConnectionConfig
+  /**
+   * A direct (or session-pooled) connection for LISTEN, when `connection` goes through a
+   * transaction pooler such as PgBouncer in transaction mode, which cannot hold LISTEN.
+   * @default connection
+   */
+  listenConnection?: ConnectionConfig
+  /**
+   * The application's own postgres.js client, used to publish. Herald never ends it.
+   * @default a client of its own on `connection`, with `publishPoolSize` connections
+   */
+  sql?: Sql<Record<string, unknown>>
+  /** Connections of the publish client Herald creates when `sql` is not given. @default 2 */
+  publishPoolSize?: number
+  /**
+   * A dead or half-open listener connection is found within this many ms (plus one round
+   * trip): a probe runs every `heartbeatMs / 2` and must answer within `heartbeatMs / 2`.
+   * @default 5000
+   */
+  heartbeatMs?: number
+  /** Backoff between reconnect attempts; reconnecting never gives up. */
+  reconnect?: BackoffOptions
+  /** Opening a connection (TCP and startup) fails after this many ms. @default 10000 */
+  connectTimeoutMs?: number
+  /** `application_name` of Herald's connections; the listener gets a `-listener` suffix. @default 'herald' */
+  applicationName?: string
+  /** `close()` waits this long for running async handlers before disconnecting, in ms. @default 5000 */
+  closeTimeoutMs?: number
+  /** @internal Timers and the current time, for tests. */
+  clock?: Clock
+}
+
+export interface ResolvedOptions {
+  readonly connection: ConnectionConfig | undefined
+  readonly listenConnection: ConnectionConfig
+  readonly sql: Sql<Record<string, unknown>> | undefined
+  readonly publishPoolSize: number
+  readonly heartbeatMs: number
+  readonly reconnect: Required<BackoffOptions>
+  readonly connectTimeoutMs: number
+  readonly applicationName: string
+  readonly closeTimeoutMs: number
+  readonly clock: Clock
+}
+
+export function resolveOptions(options: HeraldOptions): ResolvedOptions {
+  if (typeof options !== 'object' || options === null) {
+    throw new HeraldError('INVALID_OPTION', 'new Herald(options) needs an options object')
+  }
+  const listenConnection = options.listenConnection ?? options.connection
+  if (listenConnection === undefined) {
+    throw new HeraldError('INVALID_OPTION', 'give `connection` (or `listenConnection` together with `sql`)')
+  }
+  if (options.connection === undefined && options.sql === undefined) {
+    throw new HeraldError('INVALID_OPTION', 'give `connection` or `sql` to publish with')
+  }
+  const reconnect = {
+    minDelayMs: positive('reconnect.minDelayMs', options.reconnect?.minDelayMs, DEFAULT_MIN_DELAY_MS),
+    maxDelayMs: positive('reconnect.maxDelayMs', options.reconnect?.maxDelayMs, DEFAULT_MAX_DELAY_MS),
+  }
+  if (reconnect.maxDelayMs < reconnect.minDelayMs) {
+    throw new HeraldError('INVALID_OPTION', 'reconnect.maxDelayMs must be >= reconnect.minDelayMs')
+  }
+  const applicationName = options.applicationName ?? 'herald'
+  if (typeof applicationName !== 'string' || applicationName.length === 0 || applicationName.length > 40) {
+    throw new HeraldError('INVALID_OPTION', 'applicationName must be a string of 1 to 40 characters')
+  }
+  return {
+    connection: options.connection,
+    listenConnection,
+    sql: options.sql,
+    publishPoolSize: positive('publishPoolSize', options.publishPoolSize, 2),
+    heartbeatMs: positive('heartbeatMs', options.heartbeatMs, 5_000),
+    reconnect,
+    connectTimeoutMs: positive('connectTimeoutMs', options.connectTimeoutMs, 10_000),
+    applicationName,
+    closeTimeoutMs: positive('closeTimeoutMs', options.closeTimeoutMs, 5_000, true),
+    clock: options.clock ?? systemClock,
+  }
+}
+
+function positive(name: string, value: number | undefined, fallback: number, zeroAllowed = false): number {
+  if (value === undefined) return fallback
+  if (typeof value !== 'number' || !Number.isFinite(value) || value < 0 || (value === 0 && !zeroAllowed)) {
+    throw new HeraldError('INVALID_OPTION', `${name} must be a positive finite number, got ${String(value)}`)
+  }
+  return value
+}

@@ -1,0 +1,93 @@
+import { describe, expect, it } from 'vitest'
+import { ChunkAssembler, MAX_NOTIFY_BYTES, toFrames } from '../src/chunking.js'
+
+function assemble(frames: string[], assembler = new ChunkAssembler()): string | undefined {
+  let text: string | undefined
+  for (const frame of frames) {
+    const result = assembler.accept(frame)
+    if (result.status === 'invalid') throw result.error
+    if (result.status === 'complete') text = result.text
+  }
+  return text
+}
+
+describe('toFrames', () => {
+  it('leaves a message that fits alone', () => {
+    const text = 'x'.repeat(MAX_NOTIFY_BYTES)
+    expect(toFrames(text, 'm1')).toEqual([text])
+  })
+
+  it('splits at the byte limit, counting UTF-8 bytes, never splitting a surrogate pair', () => {
+    const text = `{"b":"${'a€🎉ü'.repeat(4_000)}"}`
+    const frames = toFrames(text, 'abc.1')
+    expect(frames.length).toBeGreaterThan(1)
+    for (const frame of frames) {
+      expect(Buffer.byteLength(frame, 'utf8')).toBeLessThanOrEqual(MAX_NOTIFY_BYTES)
+      // A split pair would encode as U+FFFD and not survive the round trip.
+      expect(Buffer.from(frame, 'utf8').toString('utf8')).toBe(frame)
+    }
+    expect(assemble(frames)).toBe(text)
+  })
+
+  it('reassembles frames in any order', () => {
+    const text = 'z'.repeat(50_000)
+    const frames = toFrames(text, 'm2').reverse()
+    expect(assemble(frames)).toBe(text)
+  })
+
+  it('makes 100 KB into 13 frames', () => {
+    expect(toFrames('q'.repeat(100_000), 'id')).toHaveLength(13)
+  })
+})
+
+describe('ChunkAssembler', () => {
+  it('keeps interleaved messages apart', () => {
+    const a = toFrames('a'.repeat(20_000), 'a')
+    const b = toFrames('b'.repeat(20_000), 'b')
+    const assembler = new ChunkAssembler()
+    const done: string[] = []
+    for (let i = 0; i < a.length; i++) {
+      for (const frame of [a[i], b[i]]) {
+        const result = assembler.accept(frame as string)
+        if (result.status === 'complete') done.push(result.text)
+      }
+    }
+    expect(done).toEqual(['a'.repeat(20_000), 'b'.repeat(20_000)])
+    expect(assembler.pending).toBe(0)
+  })
+
+  it('ignores a duplicated frame', () => {
+    const frames = toFrames('d'.repeat(20_000), 'd')
+    expect(assemble([frames[0] as string, ...frames])).toBe('d'.repeat(20_000))
+  })
+
+  it.each([
+    ['no newline', '~id:0:2'],
+    ['a bad id', '~i d:0:2\nx'],
+    ['an index past the count', '~id:2:2\nx'],
+    ['a count of one', '~id:0:1\nx'],
+    ['a forged huge count', '~id:0:9999999\nx'],
+  ])('refuses a frame with %s', (_, frame) => {
+    const result = new ChunkAssembler().accept(frame)
+    expect(result.status).toBe('invalid')
+  })
+
+  it('refuses a frame that disagrees on the count, and drops that message', () => {
+    const assembler = new ChunkAssembler()
+    expect(assembler.accept('~m:0:3\nx').status).toBe('pending')
+    expect(assembler.accept('~m:1:4\nx').status).toBe('invalid')
+    expect(assembler.pending).toBe(0)
+  })
+
+  it('bounds partial messages by number and by age', () => {
+    let now = 0
+    const assembler = new ChunkAssembler({ maxPending: 3, timeoutMs: 1_000, now: () => now })
+    for (const id of ['a', 'b', 'c', 'd']) assembler.accept(`~${id}:0:2\nx`)
+    expect(assembler.pending).toBe(3)
+    now = 5_000
+    assembler.accept('~e:0:2\nx')
+    expect(assembler.pending).toBe(1)
+    assembler.clear()
+    expect(assembler.pending).toBe(0)
+  })
+})
