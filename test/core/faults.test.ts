@@ -20,7 +20,8 @@ describe('faults', () => {
     const channels = [uniqueName('t1'), uniqueName('t2'), uniqueName('t3')]
     const received = await Promise.all(channels.map((channel) => collect(b, channel)))
     const events: string[] = []
-    for (const name of ['disconnected', 'reconnecting', 'connected', 'reconnected'] as const) b.on(name, () => events.push(name))
+    for (const name of ['disconnected', 'reconnecting', 'connected', 'reconnected'] as const)
+      b.on(name, () => events.push(name))
     const oldPid = b.stats().backendPid
     const reconnected = once<ReconnectedEvent>(b, 'reconnected')
     expect(await server.terminate()).toBeGreaterThanOrEqual(2)
@@ -76,7 +77,10 @@ describe('faults', () => {
 
   it('reconnects after a server restart, with the outage in downtimeMs', async () => {
     await using a = await startedHerald({ connection: server.url })
-    await using b = await startedHerald({ connection: server.url, reconnect: { minDelayMs: 20, maxDelayMs: 200 } })
+    await using b = await startedHerald({
+      connection: server.url,
+      reconnect: { minDelayMs: 20, maxDelayMs: 200 },
+    })
     const errors = errorsOf(b)
     const channel = uniqueName('restart')
     const received = await collect(b, channel)
@@ -92,7 +96,10 @@ describe('faults', () => {
 
   it('lets a subscribe made while disconnected complete once reconnected', async () => {
     await using a = await startedHerald({ connection: server.url })
-    await using b = await startedHerald({ connection: server.url, reconnect: { minDelayMs: 200, maxDelayMs: 400 } })
+    await using b = await startedHerald({
+      connection: server.url,
+      reconnect: { minDelayMs: 200, maxDelayMs: 400 },
+    })
     const disconnected = once(b, 'disconnected')
     await server.terminate({ applicationName: 'herald-listener' })
     await disconnected
@@ -105,12 +112,15 @@ describe('faults', () => {
   })
 
   it('keeps publishing while its own listener is down', async () => {
-    await using a = await startedHerald({ connection: server.url, reconnect: { minDelayMs: 1_000, maxDelayMs: 1_000 } })
+    await using a = await startedHerald({
+      connection: server.url,
+      reconnect: { minDelayMs: 1_000, maxDelayMs: 1_000 },
+    })
     await using b = await startedHerald({ connection: server.url })
     const channel = uniqueName('pubdown')
     const received = await collect(b, channel)
     const disconnected = once(a, 'disconnected')
-    await server.terminate(a.stats().backendPid as number)
+    await server.terminate(a.stats().backendPid)
     await disconnected
     await a.publish(channel, 'while down')
     await received.count(1)

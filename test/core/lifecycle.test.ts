@@ -55,8 +55,13 @@ describe('lifecycle', () => {
     await waitFor(() => started)
     await herald.close()
     expect(finished).toBe(true)
-    await waitFor(async () => (await server.backendPids({ applicationName: `${applicationName}-listener` })).length === 0)
-    await waitFor(async () => (await server.backendPids({ applicationName: `${applicationName}-publisher` })).length === 0)
+    await waitFor(
+      async () => (await server.backendPids({ applicationName: `${applicationName}-listener` })).length === 0,
+    )
+    await waitFor(
+      async () =>
+        (await server.backendPids({ applicationName: `${applicationName}-publisher` })).length === 0,
+    )
     expect(timers()).toBeLessThanOrEqual(timersBefore)
   })
 
@@ -120,7 +125,9 @@ describe('lifecycle', () => {
     const herald = newHerald({ connection: 'postgres://nobody:x@127.0.0.1:1/none', connectTimeoutMs: 200 })
     const controller = new AbortController()
     setTimeout(() => controller.abort(new Error('shutting down')), 100)
-    await expect(herald.start({ signal: controller.signal, timeoutMs: 60_000 })).rejects.toMatchObject({ code: 'ABORTED' })
+    await expect(herald.start({ signal: controller.signal, timeoutMs: 60_000 })).rejects.toMatchObject({
+      code: 'ABORTED',
+    })
     await herald.close()
   })
 
@@ -128,7 +135,9 @@ describe('lifecycle', () => {
     await using herald = await startedHerald({ connection: server.url })
     const controller = new AbortController()
     controller.abort()
-    await expect(herald.subscribe(uniqueName('aborted'), () => {}, { signal: controller.signal })).rejects.toMatchObject({
+    await expect(
+      herald.subscribe(uniqueName('aborted'), () => {}, { signal: controller.signal }),
+    ).rejects.toMatchObject({
       code: 'ABORTED',
     })
     expect(herald.stats().subscriptions).toBe(0)

@@ -62,7 +62,19 @@ describe('publish and subscribe', () => {
     await using herald = await startedHerald({ connection: server.url })
     const channel = uniqueName('shapes')
     const received = await collect(herald, channel)
-    const values = [null, 0, -1.5, true, 'plain', '', 'ключ 商品 🎉 e\u0301', ['a', { b: [1, 2] }], { nested: { deep: { quote: '"\'\\' } } }, '\u0000 nul', '\ud800 lone']
+    const values = [
+      null,
+      0,
+      -1.5,
+      true,
+      'plain',
+      '',
+      'ключ 商品 🎉 e\u0301',
+      ['a', { b: [1, 2] }],
+      { nested: { deep: { quote: '"\'\\' } } },
+      '\u0000 nul',
+      '\ud800 lone',
+    ]
     for (const value of values) await herald.publish(channel, value)
     await received.count(values.length)
     expect(received.payloads()).toEqual(values.map((value) => JSON.parse(JSON.stringify(value)) as unknown))
@@ -179,7 +191,17 @@ describe('transactions', () => {
 })
 
 describe('bad input', () => {
-  const hostile = ['', 'a'.repeat(64), 'é'.repeat(32), 'x"; drop table users; --', "it's", 'new\nline', 'nul\u0000', ' lead', 'tab\t']
+  const hostile = [
+    '',
+    'a'.repeat(64),
+    'é'.repeat(32),
+    'x"; drop table users; --',
+    "it's",
+    'new\nline',
+    'nul\u0000',
+    ' lead',
+    'tab\t',
+  ]
 
   it.each(hostile)('refuses channel %j with INVALID_CHANNEL before any I/O', async (channel) => {
     const herald = newHerald({ connection: server.url })
@@ -221,7 +243,9 @@ describe('bad input', () => {
     }
     expect(code(() => newHerald({}))).toBe('INVALID_OPTION')
     expect(code(() => newHerald({ connection: server.url, heartbeatMs: -1 }))).toBe('INVALID_OPTION')
-    expect(code(() => newHerald({ connection: server.url, reconnect: { minDelayMs: 100, maxDelayMs: 10 } }))).toBe('INVALID_OPTION')
+    expect(
+      code(() => newHerald({ connection: server.url, reconnect: { minDelayMs: 100, maxDelayMs: 10 } })),
+    ).toBe('INVALID_OPTION')
   })
 
   it('reports a foreign or malformed notification as PAYLOAD_INVALID and keeps listening', async () => {
@@ -229,7 +253,15 @@ describe('bad input', () => {
     const errors = errorsOf(herald)
     const channel = uniqueName('forged')
     const received = await collect(herald, channel)
-    const forged = ['hello', '{"v":1}', '{"v":2,"o":"x","k":"message","b":1}', '~x:0:9999999\nzz', '~bad header', '[1,2]', '']
+    const forged = [
+      'hello',
+      '{"v":1}',
+      '{"v":2,"o":"x","k":"message","b":1}',
+      '~x:0:9999999\nzz',
+      '~bad header',
+      '[1,2]',
+      '',
+    ]
     for (const payload of forged) await server.sql`select pg_notify(${channel}, ${payload})`
     await server.sql`select pg_notify(${channel}, ${'{"v":1,"o":"psql","k":"message","b":"from sql"}'})`
     await received.count(1)
@@ -254,7 +286,12 @@ describe('bad input', () => {
     await herald.publish(channel, 'two')
     await received.count(2)
     await waitFor(() => errors.length >= 4)
-    expect(errors.map((error) => error.code)).toEqual(['HANDLER_FAILED', 'HANDLER_FAILED', 'HANDLER_FAILED', 'HANDLER_FAILED'])
+    expect(errors.map((error) => error.code)).toEqual([
+      'HANDLER_FAILED',
+      'HANDLER_FAILED',
+      'HANDLER_FAILED',
+      'HANDLER_FAILED',
+    ])
     expect(herald.stats().handlerErrors).toBe(4)
   })
 })

@@ -43,7 +43,10 @@ export async function collect<T = unknown>(herald: Herald, channel: string) {
     subscription,
     payloads: (): T[] => messages.map((message) => message.payload),
     count: (n: number, timeoutMs = 10_000) =>
-      waitFor(() => messages.length >= n, { timeoutMs, message: `expected ${n} messages on ${channel}, have ${messages.length}` }),
+      waitFor(() => messages.length >= n, {
+        timeoutMs,
+        message: `expected ${n} messages on ${channel}, have ${messages.length}`,
+      }),
   }
 }
 

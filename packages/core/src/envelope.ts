@@ -41,9 +41,7 @@ export function assertKind(kind: unknown): string {
 /** The envelope text around already-serialized bodies: serializing once keeps the publish path cheap. */
 export function encodeEnvelope(origin: string, kind: string, bodyTexts: readonly string[]): string {
   const head = `{"v":${ENVELOPE_VERSION},"o":${JSON.stringify(origin)},"k":${JSON.stringify(kind)},`
-  return bodyTexts.length === 1
-    ? `${head}"b":${bodyTexts[0]}}`
-    : `${head}"bs":[${bodyTexts.join(',')}]}`
+  return bodyTexts.length === 1 ? `${head}"b":${bodyTexts[0]}}` : `${head}"bs":[${bodyTexts.join(',')}]}`
 }
 
 /** Bytes an envelope adds around its bodies, counting the commas of a batch separately. */
@@ -65,10 +63,7 @@ export function serializeBody(payload: unknown): string {
     })
   }
   if (text === undefined) {
-    throw new HeraldError(
-      'PAYLOAD_INVALID',
-      `payload of type ${typeof payload} is not JSON-serializable`,
-    )
+    throw new HeraldError('PAYLOAD_INVALID', `payload of type ${typeof payload} is not JSON-serializable`)
   }
   return text
 }

@@ -47,7 +47,10 @@ export class Heartbeat {
       settled = true
       this.stop()
       this.#options.onDead(
-        new HeraldError('CONNECTION_FAILED', `the listener connection missed its heartbeat (${timeoutMs} ms)`),
+        new HeraldError(
+          'CONNECTION_FAILED',
+          `the listener connection missed its heartbeat (${timeoutMs} ms)`,
+        ),
       )
     })
     probe().then(

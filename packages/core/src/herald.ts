@@ -5,11 +5,16 @@ import { assertChannelName } from './channel-name.js'
 import { ChunkAssembler, isChunkFrame } from './chunking.js'
 import { assertKind, decodeEnvelope, DEFAULT_KIND, serializeBody, type Envelope } from './envelope.js'
 import { HeraldError } from './errors.js'
-import { safeEmit, type Emitting, type HeraldEvents } from './events.js'
+import { safeEmit, type HeraldEvents } from './events.js'
 import { createClient } from './internal/client.js'
 import { assertWaitOptions, raceWait, type WaitOptions } from './internal/wait.js'
 import { ListenerConnection } from './listener-connection.js'
-import { resolveOptions, type HeraldOptions, type ResolvedOptions } from './options.js'
+import {
+  resolveOptions,
+  type HeraldOptions,
+  type ResolvedOptions,
+  type TransactionClient,
+} from './options.js'
 import { Publisher } from './publisher.js'
 import { Subscription, type MessageHandler, type MessageMeta } from './subscription.js'
 
@@ -26,7 +31,7 @@ export interface PublishOptions {
    * A postgres.js transaction (`sql.begin(tx => ...)`): the message is delivered when, and
    * only if, that transaction commits.
    */
-  tx?: Sql<Record<string, unknown>>
+  tx?: TransactionClient
   /** Carried as `meta.kind`, for consumers that multiplex message types on a channel. @default 'message' */
   kind?: string
 }
@@ -94,7 +99,9 @@ export class Herald extends EventEmitter<HeraldEvents> implements AsyncDisposabl
   constructor(options: HeraldOptions) {
     super()
     this.#options = resolveOptions(options)
-    this.origin = randomBytes(6).toString('base64url').replaceAll(/[^A-Za-z0-9]/g, 'x')
+    this.origin = randomBytes(6)
+      .toString('base64url')
+      .replaceAll(/[^A-Za-z0-9]/g, 'x')
     this.#assembler = new ChunkAssembler({ now: () => this.#options.clock.now() })
   }
 
@@ -143,7 +150,7 @@ export class Herald extends EventEmitter<HeraldEvents> implements AsyncDisposabl
         onnotice: () => {},
         connect_timeout: Math.ceil(connectTimeoutMs / 1000),
         connection: { application_name: `${applicationName}-publisher` },
-      }) as unknown as Sql<Record<string, unknown>>
+      })
     }
     this.#publisher = new Publisher((sql ?? this.#ownSql) as Sql<Record<string, unknown>>, this.origin)
     try {
@@ -173,7 +180,8 @@ export class Herald extends EventEmitter<HeraldEvents> implements AsyncDisposabl
     assertChannelName(channel)
     if (typeof handler !== 'function') throw new HeraldError('INVALID_OPTION', 'handler must be a function')
     const concurrency = options.concurrency ?? Number.POSITIVE_INFINITY
-    if (!(concurrency >= 1)) throw new HeraldError('INVALID_OPTION', `concurrency must be >= 1, got ${concurrency}`)
+    if (!(concurrency >= 1))
+      throw new HeraldError('INVALID_OPTION', `concurrency must be >= 1, got ${concurrency}`)
     assertWaitOptions(options)
     const listener = this.#requireStarted()
     const subscription = new Subscription<TPayload>(
@@ -306,7 +314,8 @@ export class Herald extends EventEmitter<HeraldEvents> implements AsyncDisposabl
     if (subscriptions === undefined || !subscriptions.delete(subscription)) return
     if (subscriptions.size > 0) return
     this.#channels.delete(subscription.channel)
-    if (this.#state === 'started' || this.#state === 'starting') await this.#listener?.unlisten(subscription.channel)
+    if (this.#state === 'started' || this.#state === 'starting')
+      await this.#listener?.unlisten(subscription.channel)
   }
 
   #dispatch(channel: string, payload: string): void {
@@ -354,7 +363,7 @@ export class Herald extends EventEmitter<HeraldEvents> implements AsyncDisposabl
   }
 
   #emit<TName extends keyof HeraldEvents>(name: TName, ...args: HeraldEvents[TName]): void {
-    safeEmit(this as unknown as Emitting, name, ...args)
+    safeEmit(this, name, ...args)
   }
 }
 

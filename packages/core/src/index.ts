@@ -11,7 +11,7 @@ export type {
   ReconnectedEvent,
   ReconnectingEvent,
 } from './events.js'
-export type { ConnectionConfig, HeraldOptions } from './options.js'
+export type { ConnectionConfig, HeraldOptions, TransactionClient } from './options.js'
 export type { BackoffOptions } from './backoff.js'
 export type { WaitOptions } from './internal/wait.js'
 export { assertChannelName, MAX_CHANNEL_BYTES } from './channel-name.js'

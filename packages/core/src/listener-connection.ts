@@ -86,7 +86,8 @@ export class ListenerConnection {
     const deadline = clock.now() + options.timeoutMs
     let lastError: HeraldError | undefined
     for (let attempt = 0; ; attempt++) {
-      if ((this.#state as State) === 'closed') throw new HeraldError('CLOSED', 'Herald was closed while starting')
+      if ((this.#state as State) === 'closed')
+        throw new HeraldError('CLOSED', 'Herald was closed while starting')
       try {
         const session = await raceWait(this.#open(), options, clock, 'start')
         this.#goLive(session)
@@ -99,9 +100,13 @@ export class ListenerConnection {
         if (isPermanent(lastError)) throw lastError
         const delay = backoffDelay(attempt, this.#options.reconnect)
         if (clock.now() + delay >= deadline) {
-          throw new HeraldError('CONNECTION_FAILED', `${lastError.message} (gave up after ${options.timeoutMs} ms)`, {
-            cause: lastError,
-          })
+          throw new HeraldError(
+            'CONNECTION_FAILED',
+            `${lastError.message} (gave up after ${options.timeoutMs} ms)`,
+            {
+              cause: lastError,
+            },
+          )
         }
         await raceWait(sleep(clock, delay), options, clock, 'start')
       }
@@ -112,7 +117,8 @@ export class ListenerConnection {
   async listen(channel: string, options: WaitOptions): Promise<void> {
     this.#desired.add(channel)
     for (;;) {
-      const session = this.#session ?? (await raceWait(this.#live.promise, options, this.#options.clock, 'subscribe'))
+      const session =
+        this.#session ?? (await raceWait(this.#live.promise, options, this.#options.clock, 'subscribe'))
       let command = session.listening.get(channel)
       if (command === undefined) {
         command = this.#command(session, `listen ${quoteChannel(channel)}`)
@@ -122,7 +128,8 @@ export class ListenerConnection {
         await raceWait(command, options, this.#options.clock, 'subscribe')
         return
       } catch (error) {
-        if (error instanceof HeraldError && (error.code === 'ABORTED' || error.code === 'TIMEOUT')) throw error
+        if (error instanceof HeraldError && (error.code === 'ABORTED' || error.code === 'TIMEOUT'))
+          throw error
         // The session died under the LISTEN: the next one LISTENs every desired channel.
         if (!session.lost) throw toConnectionError(error, `LISTEN ${channel} failed`)
         if (this.#state === 'closed') throw new HeraldError('CLOSED', 'Herald is closed')
@@ -156,6 +163,8 @@ export class ListenerConnection {
   async #open(): Promise<Session> {
     const { listenConnection, connectTimeoutMs, applicationName } = this.#options
     let socket: net.Socket | undefined
+    // Assigned once the client exists; the client's callbacks, created first, read it later.
+    // eslint-disable-next-line prefer-const
     let session: Session | undefined
     const client = createClient(listenConnection, {
       max: 1,
@@ -174,7 +183,8 @@ export class ListenerConnection {
         if (session !== undefined && !session.lost) this.#on.notification(channel, payload)
       },
       onclose: () => {
-        if (session !== undefined) this.#lose(session, new HeraldError('CONNECTION_FAILED', 'the listener connection was closed'))
+        if (session !== undefined)
+          this.#lose(session, new HeraldError('CONNECTION_FAILED', 'the listener connection was closed'))
       },
     } as Parameters<typeof createClient>[1])
     session = { client, socket, backendPid: 0, listening: new Map(), heartbeat: undefined, lost: false }
@@ -182,7 +192,9 @@ export class ListenerConnection {
       // A connect that neither succeeds nor fails (a SYN into the void, a server stuck in
       // startup) must not stall the reconnect loop forever.
       const [row] = await raceWait(
-        client<{ pid: number; standby: boolean }[]>`select pg_backend_pid() as pid, pg_is_in_recovery() as standby`,
+        client<
+          { pid: number; standby: boolean }[]
+        >`select pg_backend_pid() as pid, pg_is_in_recovery() as standby`,
         { timeoutMs: connectTimeoutMs },
         this.#options.clock,
         'connect',
@@ -198,7 +210,10 @@ export class ListenerConnection {
       const channels = [...this.#desired]
       if (channels.length > 0) {
         // One round trip for every channel: a reconnect under 1,000 channels stays fast.
-        const all = this.#command(session, channels.map((channel) => `listen ${quoteChannel(channel)}`).join(';'))
+        const all = this.#command(
+          session,
+          channels.map((channel) => `listen ${quoteChannel(channel)}`).join(';'),
+        )
         for (const channel of channels) session.listening.set(channel, all)
         await all
       }

@@ -3,6 +3,7 @@ import { MAX_NOTIFY_BYTES, toFrames } from './chunking.js'
 import { encodeEnvelope, envelopeOverheadBytes } from './envelope.js'
 import { toConnectionError } from './errors.js'
 import { deferred, type Deferred } from './internal/wait.js'
+import type { TransactionClient } from './options.js'
 
 interface Pending {
   readonly body: string
@@ -66,7 +67,12 @@ export class Publisher {
   }
 
   /** Publishes inside the caller's transaction: delivered when, and only if, it commits. */
-  async publishInTransaction(tx: Sql<Record<string, unknown>>, channel: string, kind: string, bodies: string[]): Promise<void> {
+  async publishInTransaction(
+    tx: TransactionClient,
+    channel: string,
+    kind: string,
+    bodies: string[],
+  ): Promise<void> {
     const frames = this.#frames(kind, bodies)
     try {
       await this.#send(tx, channel, frames)
@@ -90,7 +96,14 @@ export class Publisher {
     queue.inFlight = true
     let sending: Promise<unknown>
     try {
-      sending = this.#send(this.#sql, queue.channel, this.#frames(queue.kind, items.map((item) => item.body)))
+      sending = this.#send(
+        this.#sql,
+        queue.channel,
+        this.#frames(
+          queue.kind,
+          items.map((item) => item.body),
+        ),
+      )
     } catch (error) {
       sending = Promise.reject(error)
     }
@@ -149,11 +162,15 @@ export class Publisher {
     return `${this.#origin}.${(this.#messageSeq++).toString(36)}`
   }
 
-  async #send(sql: Sql<Record<string, unknown>>, channel: string, frames: string[]): Promise<void> {
+  async #send(
+    sql: Sql<Record<string, unknown>> | TransactionClient,
+    channel: string,
+    frames: string[],
+  ): Promise<void> {
     this.stats.statements++
     this.stats.notifies += frames.length
     if (frames.length === 1) {
-      await sql`select pg_notify(${channel}, ${frames[0] as string})`
+      await sql`select pg_notify(${channel}, ${frames[0]})`
       return
     }
     // One statement, so every frame of a chunked message commits together or not at all. The

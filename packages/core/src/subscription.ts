@@ -18,7 +18,10 @@ export interface MessageMeta {
  * Receives each message on a channel. The payload is shared by every handler of the channel:
  * treat it as read-only. A returned promise counts against the subscription's `concurrency`.
  */
-export type MessageHandler<TPayload = unknown> = (payload: TPayload, meta: MessageMeta) => void | Promise<void>
+export type MessageHandler<TPayload = unknown> = (
+  payload: TPayload,
+  meta: MessageMeta,
+) => void | Promise<void>
 
 export interface SubscriptionStats {
   /** Messages handed to the handler. */
@@ -65,7 +68,12 @@ export class Subscription<TPayload = unknown> {
   }
 
   stats(): SubscriptionStats {
-    return { delivered: this.#delivered, running: this.#running.size, queued: this.#queue.length, failed: this.#failed }
+    return {
+      delivered: this.#delivered,
+      running: this.#running.size,
+      queued: this.#queue.length,
+      failed: this.#failed,
+    }
   }
 
   /** Stops delivery at once and UNLISTENs the channel if this was its last subscription. Idempotent. */
@@ -144,5 +152,7 @@ export class Subscription<TPayload = unknown> {
 }
 
 function isPromiseLike(value: unknown): value is PromiseLike<unknown> {
-  return typeof value === 'object' && value !== null && typeof (value as { then?: unknown }).then === 'function'
+  return (
+    typeof value === 'object' && value !== null && typeof (value as { then?: unknown }).then === 'function'
+  )
 }

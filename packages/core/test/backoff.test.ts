@@ -3,7 +3,8 @@ import { backoffDelay } from '../src/backoff.js'
 
 describe('backoffDelay', () => {
   it('doubles from minDelayMs up to maxDelayMs', () => {
-    const top = (attempt: number): number => backoffDelay(attempt, { minDelayMs: 50, maxDelayMs: 10_000 }, () => 1)
+    const top = (attempt: number): number =>
+      backoffDelay(attempt, { minDelayMs: 50, maxDelayMs: 10_000 }, () => 1)
     expect([0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 50].map(top)).toEqual([
       50, 100, 200, 400, 800, 1600, 3200, 6400, 10_000, 10_000, 10_000,
     ])

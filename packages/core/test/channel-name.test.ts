@@ -12,12 +12,19 @@ function codeOf(action: () => unknown): string | undefined {
 }
 
 describe('assertChannelName', () => {
-  it.each(['orders', 'cache_invalidation', 'Orders.v2', 'tenant:7/users', 'ключ', '商品', '_x', 'a'.repeat(63), 'é'.repeat(31)])(
-    'accepts %j',
-    (name) => {
-      expect(assertChannelName(name)).toBe(name)
-    },
-  )
+  it.each([
+    'orders',
+    'cache_invalidation',
+    'Orders.v2',
+    'tenant:7/users',
+    'ключ',
+    '商品',
+    '_x',
+    'a'.repeat(63),
+    'é'.repeat(31),
+  ])('accepts %j', (name) => {
+    expect(assertChannelName(name)).toBe(name)
+  })
 
   it.each([
     ['', 'empty'],
