@@ -131,6 +131,16 @@ describe('lifecycle', () => {
     await herald.close()
   })
 
+  it('close() during a retrying start() ends it at once with CLOSED', async () => {
+    const herald = newHerald({ connection: 'postgres://nobody:x@127.0.0.1:1/none', connectTimeoutMs: 200 })
+    const starting = herald.start({ timeoutMs: 60_000 })
+    await new Promise((resolve) => setTimeout(resolve, 150))
+    const begin = Date.now()
+    await herald.close()
+    await expect(starting).rejects.toMatchObject({ code: 'CLOSED' })
+    expect(Date.now() - begin).toBeLessThan(1_000)
+  })
+
   it('subscribe() honours timeoutMs and signal and leaves no subscription behind', async () => {
     await using herald = await startedHerald({ connection: server.url })
     const controller = new AbortController()

@@ -88,6 +88,7 @@ export class Herald extends EventEmitter<HeraldEvents> implements AsyncDisposabl
   #ownSql: Sql<Record<string, unknown>> | undefined
   #state: State = 'idle'
   #starting: Promise<void> | undefined
+  #startAbort: AbortController | undefined
   #closing: Promise<void> | undefined
   #notifications = 0
   #received = 0
@@ -153,15 +154,22 @@ export class Herald extends EventEmitter<HeraldEvents> implements AsyncDisposabl
       })
     }
     this.#publisher = new Publisher((sql ?? this.#ownSql) as Sql<Record<string, unknown>>, this.origin)
+    // close() during start() must not wait out the retries.
+    this.#startAbort = new AbortController()
+    const signal =
+      options.signal === undefined
+        ? this.#startAbort.signal
+        : AbortSignal.any([options.signal, this.#startAbort.signal])
     try {
-      await listener.start({ ...options, timeoutMs: options.timeoutMs ?? this.#options.connectTimeoutMs })
+      await listener.start({ signal, timeoutMs: options.timeoutMs ?? this.#options.connectTimeoutMs })
     } catch (error) {
       await this.#release()
-      if (this.#state === 'starting') {
-        this.#state = 'idle'
-        this.#starting = undefined
-      }
+      if (this.closed) throw closedError()
+      this.#state = 'idle'
+      this.#starting = undefined
       throw error
+    } finally {
+      this.#startAbort = undefined
     }
     if (this.#state === 'starting') this.#state = 'started'
   }
@@ -279,6 +287,7 @@ export class Herald extends EventEmitter<HeraldEvents> implements AsyncDisposabl
   async #close(): Promise<void> {
     const wasStarting = this.#starting
     this.#state = 'closing'
+    this.#startAbort?.abort(closedError())
     const subscriptions = [...this.#channels.values()].flatMap((set) => [...set])
     for (const subscription of subscriptions) subscription.stop()
     await wasStarting?.catch(() => {})

@@ -51,6 +51,8 @@ export class ListenerConnection {
   #reconnectTimer: TimerHandle | undefined
   #lostAt: number | undefined
   #connects = 0
+  /** Sessions opened so far; with several hosts, each attempt starts at the next one. */
+  #opens = 0
   #reconnects = 0
   #lastHeartbeatAt: number | undefined
   #lastRoundTripMs: number | undefined
@@ -161,6 +163,7 @@ export class ListenerConnection {
 
   /** Opens a session: connect, check the server is a primary, LISTEN every desired channel. */
   async #open(): Promise<Session> {
+    this.#opens++
     const { listenConnection, connectTimeoutMs, applicationName } = this.#options
     let socket: net.Socket | undefined
     // Assigned once the client exists; the client's callbacks, created first, read it later.
@@ -175,7 +178,7 @@ export class ListenerConnection {
       onnotice: () => {},
       connection: { application_name: `${applicationName}-listener` },
       socket: async (target: SocketTarget) => {
-        socket = await openSocket(target, connectTimeoutMs)
+        socket = await openSocket(target, connectTimeoutMs, this.#opens)
         if (session !== undefined) session.socket = socket
         return socket
       },

@@ -12,10 +12,13 @@ export interface SocketTarget {
  * heartbeat destroy a half-open connection at once: postgres.js can only `end()` a socket,
  * which on a peer that stopped answering waits for a FIN that never comes.
  */
-export async function openSocket(target: SocketTarget, timeoutMs: number): Promise<net.Socket> {
-  const candidates: net.NetConnectOpts[] = target.path
+export async function openSocket(target: SocketTarget, timeoutMs: number, rotation = 0): Promise<net.Socket> {
+  const hosts: net.NetConnectOpts[] = target.path
     ? [{ path: target.path }]
     : target.host.map((host, index) => ({ host, port: target.port[index] ?? target.port[0] ?? 5432 }))
+  // Rotating the first host lets a reconnect move on from a host that answers but is a standby.
+  const first = rotation % hosts.length
+  const candidates = [...hosts.slice(first), ...hosts.slice(0, first)]
   let lastError: unknown = new Error('no host to connect to')
   for (const candidate of candidates) {
     try {
