@@ -14,6 +14,7 @@ const CHANNEL_PATTERN = /^[\p{L}\p{N}_][\p{L}\p{N}_.:\-/$]*$/u
  * @throws HeraldError `INVALID_CHANNEL`
  */
 export function assertChannelName(channel: unknown): string {
+  if (typeof channel === 'string' && validated.has(channel)) return channel
   if (typeof channel !== 'string') {
     throw new HeraldError('INVALID_CHANNEL', `channel must be a string, got ${typeof channel}`)
   }
@@ -33,8 +34,14 @@ export function assertChannelName(channel: unknown): string {
       { details: { channel } },
     )
   }
+  // Publishing goes to a handful of channels over and over: remember the good ones, within bounds.
+  if (validated.size >= MAX_REMEMBERED) validated.clear()
+  validated.add(channel)
   return channel
 }
+
+const MAX_REMEMBERED = 1024
+const validated = new Set<string>()
 
 /** Quotes a validated channel name for LISTEN/UNLISTEN, which take an identifier, not a parameter. */
 export function quoteChannel(channel: string): string {

@@ -41,6 +41,7 @@ export class Publisher {
   readonly #queues = new Map<string, Queue>()
   readonly #idle = new Set<() => void>()
   #messageSeq = 0
+  readonly #overheadByKind = new Map<string, number>()
   readonly stats: PublisherStats = { published: 0, notifies: 0, statements: 0 }
 
   constructor(sql: Sql<Record<string, unknown>>, origin: string) {
@@ -134,7 +135,7 @@ export class Publisher {
 
   /** Packs bodies into envelopes of at most one NOTIFY each; a body too big alone is chunked. */
   #frames(kind: string, bodies: readonly string[]): string[] {
-    const overhead = envelopeOverheadBytes(this.#origin, kind)
+    const overhead = this.#overhead(kind)
     const frames: string[] = []
     let batch: string[] = []
     let batchBytes = overhead
@@ -156,6 +157,15 @@ export class Publisher {
     }
     seal()
     return frames
+  }
+
+  #overhead(kind: string): number {
+    let bytes = this.#overheadByKind.get(kind)
+    if (bytes === undefined) {
+      bytes = envelopeOverheadBytes(this.#origin, kind)
+      this.#overheadByKind.set(kind, bytes)
+    }
+    return bytes
   }
 
   #nextMessageId(): string {

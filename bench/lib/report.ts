@@ -1,0 +1,145 @@
+import { mkdir, writeFile } from 'node:fs/promises'
+import { fileURLToPath } from 'node:url'
+import type { BenchmarkResult, BenchOptions, Comparison } from './benchmark.js'
+import type { Machine } from './machine.js'
+import type { Summary } from './stats.js'
+
+export interface Report {
+  /** ISO 8601, when the run finished. */
+  readonly date: string
+  /** The command line that reproduces this run. */
+  readonly command: string
+  readonly machine: Machine
+  /**
+   * 1-minute load average when the run started and ended: above the CPU count, other
+   * processes competed for the CPUs and the figures (the tails above all) are noise.
+   */
+  readonly loadAverage: { readonly before: number; readonly after: number }
+  readonly options: BenchOptions
+  readonly benchmarks: readonly BenchmarkResult[]
+}
+
+const RESULTS = fileURLToPath(new URL('../results/', import.meta.url))
+const COLUMNS = ['p50', 'p90', 'p99', 'mean'] as const satisfies readonly (keyof Summary)[]
+const WIDTH = 9
+
+/**
+ * Writes `latest.json` and `latest.md`; a quick run writes `quick.tmp.*` instead (ignored
+ * by git), so a smoke test never overwrites the figures that get published.
+ */
+export async function writeReport(report: Report): Promise<string[]> {
+  await mkdir(RESULTS, { recursive: true })
+  const base = `${RESULTS}${report.options.quick ? 'quick.tmp' : 'latest'}`
+  await writeFile(`${base}.json`, `${JSON.stringify(report, null, 2)}\n`)
+  await writeFile(`${base}.md`, markdown(report))
+  return [`${base}.json`, `${base}.md`]
+}
+
+/** The tables for a terminal. */
+export function text(report: Report): string {
+  const lines: string[] = []
+  for (const result of report.benchmarks) {
+    const width = Math.max(...result.contenders.map((contender) => contender.label.length), 24)
+    const row = (label: string, cells: readonly string[]): string =>
+      `  ${label.padEnd(width)}${cells.map((cell) => cell.padStart(WIDTH)).join('')}`
+    lines.push('', `${result.name}: ${result.title}, in ms`, `  ${result.method}`, '')
+    lines.push(row('', COLUMNS))
+    for (const { label, summary } of result.contenders) {
+      lines.push(
+        row(
+          label,
+          COLUMNS.map((column) => ms(summary[column])),
+        ),
+      )
+    }
+    for (const comparison of result.comparisons) {
+      lines.push(row(ratioName(result, comparison), [ratio(comparison.p50), '', ratio(comparison.p99)]))
+    }
+    lines.push('', `  ${samplesLine(result, report.options)}`)
+    for (const comparison of result.comparisons) {
+      const verdict = targetLine(result, comparison)
+      if (verdict !== undefined) lines.push(`  ${verdict}`)
+    }
+  }
+  lines.push('', `${machineLine(report.machine)}; ${loadLine(report)}`, '')
+  return lines.join('\n')
+}
+
+function markdown(report: Report): string {
+  const lines: string[] = []
+  for (const result of report.benchmarks) {
+    lines.push(`### ${result.title}`, '')
+    lines.push(`| | ${COLUMNS.join(' | ')} |`, `|---|${COLUMNS.map(() => '--:').join('|')}|`)
+    for (const { label, summary } of result.contenders) {
+      lines.push(`| ${label} | ${COLUMNS.map((column) => `${ms(summary[column])} ms`).join(' | ')} |`)
+    }
+    for (const comparison of result.comparisons) {
+      const cells = [ratio(comparison.p50), '', ratio(comparison.p99), ''].map((cell) =>
+        cell ? `**${cell}**` : '',
+      )
+      lines.push(`| **${ratioName(result, comparison)}** | ${cells.join(' | ')} |`)
+    }
+    lines.push('', `${result.method} ${samplesLine(result, report.options)}`)
+    for (const comparison of result.comparisons) {
+      const verdict = targetLine(result, comparison)
+      if (verdict !== undefined) lines.push(verdict)
+    }
+    lines.push('')
+  }
+  lines.push(
+    `${machineLine(report.machine)}; ${loadLine(report)}; ${report.date.slice(0, 10)}. ` +
+      `Reproduce with \`${report.command}\`.`,
+    '',
+  )
+  return lines.join('\n')
+}
+
+function nameOf(result: BenchmarkResult, id: string): string {
+  return result.contenders.find((contender) => contender.id === id)?.name ?? id
+}
+
+function ratioName(result: BenchmarkResult, comparison: Comparison): string {
+  return `${nameOf(result, comparison.of)} / ${nameOf(result, comparison.to)}`
+}
+
+function targetLine(result: BenchmarkResult, comparison: Comparison): string | undefined {
+  if (comparison.target === undefined) return undefined
+  const { maxP50Ratio, met } = comparison.target
+  const of = nameOf(result, comparison.of)
+  const to = nameOf(result, comparison.to)
+  return `Target: ${of} p50 within ${maxP50Ratio}× ${to}: ${met ? 'met' : 'MISSED'}.`
+}
+
+function samplesLine(result: BenchmarkResult, options: BenchOptions): string {
+  const samples = result.contenders[0]?.summary.samples ?? 0
+  const quick = options.quick ? ' Quick run: not for publishing.' : ''
+  return `${thousands(samples)} samples per contender after ${thousands(options.warmup)} discarded.${quick}`
+}
+
+function machineLine(machine: Machine): string {
+  const settings = Object.entries(machine.postgresSettings)
+    .map(([name, value]) => `${name}=${value}`)
+    .join(', ')
+  return (
+    `${machine.cpu} × ${machine.cpus}, ${machine.os}, Node ${machine.node}, ` +
+    `PostgreSQL ${machine.postgres} (${machine.postgresSource}, ${settings})`
+  )
+}
+
+function loadLine(report: Report): string {
+  const { before, after } = report.loadAverage
+  const busy = Math.max(before, after) > report.machine.cpus ? ' (busy machine: noisy figures)' : ''
+  return `load average ${before.toFixed(1)} → ${after.toFixed(1)}${busy}`
+}
+
+function thousands(value: number): string {
+  return value.toLocaleString('en-US')
+}
+
+function ms(value: number): string {
+  return value.toFixed(3)
+}
+
+function ratio(value: number): string {
+  return `${value.toFixed(2)}×`
+}
