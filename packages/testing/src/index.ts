@@ -1,0 +1,5 @@
+export { once, type OnceEmitter, type OnceOptions } from './once.js'
+export type { BackendFilter, PgServer, RestartOptions, TerminateTarget } from './pg-server.js'
+export { startPostgres, type StartPostgresOptions } from './start-postgres.js'
+export { uniqueName } from './unique-name.js'
+export { waitFor, type Truthy, type WaitForOptions } from './wait-for.js'

@@ -1,0 +1,36 @@
+import { LOG_ENV } from './pg-constants.js'
+
+/**
+ * Keeps the tail of a server's output for error messages and echoes it to
+ * stderr only when HERALD_PG_LOG=1: fault tests make Postgres log a FATAL per
+ * killed connection, which would bury the test report.
+ */
+export class PgLog {
+  #chunks: string[] = []
+  #prefix: string
+
+  constructor(prefix: string) {
+    this.#prefix = prefix
+  }
+
+  write = (message: unknown): void => {
+    const text = message instanceof Error ? (message.stack ?? message.message) : String(message)
+    this.#chunks.push(text)
+    if (this.#chunks.length > 40) this.#chunks.shift()
+    if (process.env[LOG_ENV] !== '1') return
+    const lines = text.replace(/\n$/, '').split('\n')
+    process.stderr.write(lines.map((line) => `[${this.#prefix}] ${line}\n`).join(''))
+  }
+
+  includes(text: string): boolean {
+    return this.#chunks.some((chunk) => chunk.includes(text))
+  }
+
+  tail(): string {
+    return this.#chunks.join('').slice(-4000)
+  }
+
+  clear(): void {
+    this.#chunks = []
+  }
+}
