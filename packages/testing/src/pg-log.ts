@@ -8,6 +8,7 @@ import { LOG_ENV } from './pg-constants.js'
 export class PgLog {
   #chunks: string[] = []
   #prefix: string
+  #waiters: { text: string; resolve: () => void }[] = []
 
   constructor(prefix: string) {
     this.#prefix = prefix
@@ -17,6 +18,11 @@ export class PgLog {
     const text = message instanceof Error ? (message.stack ?? message.message) : String(message)
     this.#chunks.push(text)
     if (this.#chunks.length > 40) this.#chunks.shift()
+    this.#waiters = this.#waiters.filter((waiter) => {
+      if (!text.includes(waiter.text)) return true
+      waiter.resolve()
+      return false
+    })
     if (process.env[LOG_ENV] !== '1') return
     const lines = text.replace(/\n$/, '').split('\n')
     process.stderr.write(lines.map((line) => `[${this.#prefix}] ${line}\n`).join(''))
@@ -24,6 +30,11 @@ export class PgLog {
 
   includes(text: string): boolean {
     return this.#chunks.some((chunk) => chunk.includes(text))
+  }
+
+  /** Resolves when a later chunk of output contains `text`. */
+  waitFor(text: string): Promise<void> {
+    return new Promise((resolve) => this.#waiters.push({ text, resolve }))
   }
 
   tail(): string {

@@ -18,6 +18,12 @@ export interface StartPostgresOptions {
    */
   postgresFlags?: string[]
   /**
+   * Start a hot standby of its own (in recovery, read-only, no primary): LISTEN and NOTIFY
+   * fail on it as on any read replica.
+   * @default false
+   */
+  standby?: boolean
+  /**
    * Names the temp directory and prefixes the log lines (HERALD_PG_LOG=1).
    * @default 'test'
    */
@@ -34,9 +40,9 @@ export interface StartPostgresOptions {
 export async function startPostgres(options: StartPostgresOptions = {}): Promise<PgServer> {
   const shared = process.env['DATABASE_URL']
   const postgresFlags = options.postgresFlags ?? []
-  if (shared && !options.faults && postgresFlags.length === 0) return new PgServer(shared)
+  if (shared && !options.faults && !options.standby && postgresFlags.length === 0) return new PgServer(shared)
   const label = (options.label ?? 'test').replace(/[^a-zA-Z0-9_-]+/g, '_').slice(0, 30)
-  const cluster = await EmbeddedCluster.create({ label, postgresFlags })
+  const cluster = await EmbeddedCluster.create({ label, postgresFlags, standby: options.standby === true })
   const url = `postgres://${PG_USER}:${PG_PASSWORD}@127.0.0.1:${cluster.port}/postgres`
   return new PgServer(url, cluster)
 }
