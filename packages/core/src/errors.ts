@@ -10,6 +10,7 @@
  * - `TIMEOUT` / `ABORTED`: a wait ran out of time, or its `AbortSignal` fired.
  * - `HANDLER_FAILED`: a subscriber's handler threw or rejected.
  * - `INVALID_OPTION`: a constructor or call option out of range.
+ * - `INVALID_KEY`: a cache key or tag that is not a non-empty string.
  */
 export type HeraldErrorCode =
   | 'INVALID_CHANNEL'
@@ -22,6 +23,7 @@ export type HeraldErrorCode =
   | 'ABORTED'
   | 'HANDLER_FAILED'
   | 'INVALID_OPTION'
+  | 'INVALID_KEY'
 
 export interface HeraldErrorOptions {
   /** The underlying error: a driver error, an `AbortSignal` reason, a handler's throw. */

@@ -240,6 +240,19 @@ export class Herald extends EventEmitter<HeraldEvents> implements AsyncDisposabl
     return this.#listener?.connected ?? false
   }
 
+  /**
+   * The postgres.js client Herald publishes with (the `sql` option, or its own), for packages
+   * that keep state in tables. Herald's own code runs only single statements on it: postgres.js
+   * 3.4.9 can crash the process when a backend dies under `begin()` or `reserve()`
+   * (porsager/postgres#1154).
+   * @throws HeraldError `NOT_STARTED`
+   */
+  get sql(): Sql<Record<string, unknown>> {
+    const sql = this.#options.sql ?? this.#ownSql
+    if (sql === undefined) throw new HeraldError('NOT_STARTED', 'call `await herald.start()` first')
+    return sql
+  }
+
   /** `close()` was called. */
   get closed(): boolean {
     return this.#state === 'closing' || this.#state === 'closed'
