@@ -4,6 +4,8 @@ export { Subscription } from './subscription.js'
 export type { MessageHandler, MessageMeta, SubscriptionStats } from './subscription.js'
 export { HeraldError, isHeraldError } from './errors.js'
 export type { HeraldErrorCode, HeraldErrorOptions } from './errors.js'
+export { safeEmit } from './events.js'
+export type { Emitting } from './events.js'
 export type {
   ConnectedEvent,
   DisconnectedEvent,

@@ -1,0 +1,624 @@
+import { randomBytes } from 'node:crypto'
+import {
+  HeraldError,
+  safeEmit,
+  type Herald,
+  type MessageMeta,
+  type Subscription,
+  type TransactionClient,
+} from '@herald/core'
+import type { Sql } from 'postgres'
+import { EventEmitter } from 'eventemitter3'
+import { LRUCache } from 'lru-cache'
+import { DurableLog, type LogPosition } from './durable-log.js'
+import type { CacheEvents, EvictReason } from './events.js'
+import {
+  decodeInvalidation,
+  encodeInvalidation,
+  INVALIDATION_KIND,
+  type InvalidationMessage,
+  type LogRef,
+} from './invalidation-message.js'
+import { resolveCacheOptions, type InvalidatingCacheOptions, type ResolvedCacheOptions } from './options.js'
+import { PendingInvalidations } from './pending-invalidations.js'
+import { TagIndex } from './tag-index.js'
+
+export interface SetOptions {
+  /** Tags for `invalidateTags`. */
+  tags?: readonly string[]
+  /** This entry's time to live, in ms, instead of the cache's `ttl`. */
+  ttl?: number
+}
+
+export interface InvalidateOptions {
+  /** A postgres.js transaction: other instances evict when, and only if, it commits. */
+  tx?: TransactionClient
+}
+
+export interface CacheStats {
+  /** `get`/`getOrLoad` calls answered from the cache. */
+  readonly hits: number
+  /** Calls that found nothing (bypassed calls included). */
+  readonly misses: number
+  /** Calls that skipped the cache because the listener was down (`onDisconnect: 'bypass'`). */
+  readonly bypassed: number
+  /** Loader calls made. */
+  readonly loads: number
+  /** `getOrLoad` calls that joined a load already running for their key. */
+  readonly coalesced: number
+  /** Loads whose result was returned but not cached: an invalidation overlapped them. */
+  readonly staleLoadsDiscarded: number
+  /** Loader calls that threw or rejected. */
+  readonly loadErrors: number
+  /** Invalidation messages sent by this instance. */
+  readonly invalidationsSent: number
+  /** Invalidation messages for this cache received from other instances (and own commits). */
+  readonly invalidationsReceived: number
+  /** Whole-cache flushes (after gaps, or flush messages). */
+  readonly flushes: number
+  /** Durable log rows applied by replays and polls (a missed NOTIFY made good). */
+  readonly replayedRows: number
+  /** Entries cached now. */
+  readonly size: number
+  /** Subscribed and connected: the cache may store. */
+  readonly live: boolean
+}
+
+interface Load<TValue> {
+  readonly tags: readonly string[]
+  stale: boolean
+  promise: Promise<TValue>
+}
+
+const NO_TAGS: readonly string[] = []
+
+/**
+ * An lru-cache whose keys are evicted on every instance. It never keeps a stale entry: a
+ * load that overlaps an invalidation of its key is returned but not cached, a transactional
+ * invalidation keeps this instance from re-caching the old value until commit, and a gap in
+ * the listener connection empties the cache (or, durable, replays what was missed).
+ */
+export class InvalidatingCache<TValue extends {}>
+  extends EventEmitter<CacheEvents>
+  implements AsyncDisposable
+{
+  readonly name: string
+  readonly #options: ResolvedCacheOptions<TValue>
+  readonly #lru: LRUCache<string, TValue, unknown>
+  readonly #tags = new TagIndex()
+  readonly #loads = new Map<string, Load<TValue>>()
+  readonly #pending: PendingInvalidations
+  readonly #durable: DurableLog | undefined
+  readonly #bypass: boolean
+  readonly #ready: Promise<void>
+  #subscription: Subscription | undefined
+  #live = false
+  #closed = false
+  /** Why the entries being disposed now leave; anything lru-cache disposes on its own is lru/ttl/set. */
+  #evicting: EvictReason | undefined
+  #position: LogPosition | undefined
+  /** Log rows applied since the position, so a poll does not evict their keys twice. */
+  readonly #applied = new Map<string, bigint>()
+  #pollTimer: ReturnType<typeof setTimeout> | undefined
+  #polling: Promise<void> | undefined
+  #lastPruneAt = 0
+  #hits = 0
+  #misses = 0
+  #bypassed = 0
+  #loadCount = 0
+  #coalesced = 0
+  #staleLoadsDiscarded = 0
+  #loadErrors = 0
+  #invalidationsSent = 0
+  #invalidationsReceived = 0
+  #flushes = 0
+  #replayedRows = 0
+
+  constructor(options: InvalidatingCacheOptions<TValue>) {
+    super()
+    this.#options = resolveCacheOptions(options)
+    this.name = this.#options.name
+    this.#bypass = this.#options.onDisconnect === 'bypass'
+    this.#pending = new PendingInvalidations(this.#options.pendingTimeoutMs, this.#options.clock)
+    this.#lru = new LRUCache<string, TValue, unknown>({
+      ...this.#options.lru,
+      dispose: (_value, key, reason) => this.#disposed(key, reason),
+    } as LRUCache.Options<string, TValue, unknown>)
+    const { durable } = this.#options
+    this.#durable =
+      durable === undefined
+        ? undefined
+        : new DurableLog(durable.sql ?? lazySql(this.#options.herald), this.name, {
+            schema: durable.schema,
+            migrate: durable.migrate,
+            maxReplayRows: durable.maxReplayRows,
+          })
+    this.#options.herald.on('disconnected', this.#onDisconnected)
+    this.#options.herald.on('reconnected', this.#onReconnected)
+    this.#ready = this.#attach()
+    // ready() is how callers learn of a failure; an unobserved one is still emitted.
+    this.#ready.catch((error: unknown) => this.#emitError(error, 'the cache could not subscribe'))
+  }
+
+  /** Resolves once the subscription is live; until then the cache stores nothing (loads still work). */
+  ready(): Promise<void> {
+    return this.#ready
+  }
+
+  /** The cached value, or `undefined`. Synchronous. */
+  get(key: string): TValue | undefined {
+    if (typeof key !== 'string') throw invalidKey(key)
+    if (!this.#live && this.#bypass) {
+      this.#bypassed++
+      this.#misses++
+      return undefined
+    }
+    const value = this.#lru.get(key)
+    if (value === undefined) this.#misses++
+    else this.#hits++
+    return value
+  }
+
+  has(key: string): boolean {
+    if (typeof key !== 'string') throw invalidKey(key)
+    return (this.#live || !this.#bypass) && this.#lru.has(key)
+  }
+
+  /**
+   * Caches a value on this instance only (the database is the source every instance loads
+   * from). Returns false, storing nothing, while not live or while a transactional
+   * invalidation of the key is uncommitted.
+   */
+  set(key: string, value: TValue, options: SetOptions = {}): boolean {
+    assertKey(key)
+    const tags = checkTags(options.tags)
+    if (!this.#storable(key, tags)) return false
+    this.#store(key, value, tags, options.ttl)
+    return true
+  }
+
+  /**
+   * The cached value, or the loader's: concurrent calls for one key share one load. A load
+   * that an invalidation (of its key, one of its tags, or everything) overlapped is returned
+   * to its callers but not cached, and later callers start a fresh one.
+   */
+  async getOrLoad(
+    key: string,
+    loader: () => TValue | Promise<TValue>,
+    options: SetOptions = {},
+  ): Promise<TValue> {
+    const hit = this.get(key)
+    if (hit !== undefined) return hit
+    if (typeof loader !== 'function') throw new HeraldError('INVALID_OPTION', 'loader must be a function')
+    const running = this.#loads.get(key)
+    if (running !== undefined) {
+      this.#coalesced++
+      return running.promise
+    }
+    const tags = checkTags(options.tags)
+    const load: Load<TValue> = { tags, stale: false, promise: undefined as unknown as Promise<TValue> }
+    this.#loads.set(key, load)
+    load.promise = this.#runLoad(key, load, loader, options.ttl)
+    return load.promise
+  }
+
+  async #runLoad(
+    key: string,
+    load: Load<TValue>,
+    loader: () => TValue | Promise<TValue>,
+    ttl?: number,
+  ): Promise<TValue> {
+    this.#loadCount++
+    try {
+      const value = await loader()
+      if (load.stale) this.#staleLoadsDiscarded++
+      else if (value !== undefined && value !== null && this.#storable(key, load.tags)) {
+        this.#store(key, value, load.tags, ttl)
+      }
+      return value
+    } catch (error) {
+      this.#loadErrors++
+      throw error
+    } finally {
+      if (this.#loads.get(key) === load) this.#loads.delete(key)
+    }
+  }
+
+  /** Evicts keys here and on every other instance (with `{ tx }`: there, on commit). */
+  async invalidate(keys: string | readonly string[], options: InvalidateOptions = {}): Promise<void> {
+    const list = keyList(keys)
+    this.#assertOpen()
+    if (list.length === 0) return
+    if (list.length > this.#options.flushAboveKeys) return this.invalidateAll(options)
+    for (const key of list) this.#evictKey(key, 'invalidate')
+    await this.#broadcast({ keys: list }, options.tx)
+  }
+
+  /** Evicts every key set with one of `tags`, here and on every other instance. */
+  async invalidateTags(tags: string | readonly string[], options: InvalidateOptions = {}): Promise<void> {
+    const list = keyList(tags)
+    this.#assertOpen()
+    if (list.length === 0) return
+    this.#evictTags(list)
+    await this.#broadcast({ tags: list }, options.tx)
+  }
+
+  /** Empties this cache on every instance. */
+  async invalidateAll(options: InvalidateOptions = {}): Promise<void> {
+    this.#assertOpen()
+    this.#flush('flush')
+    await this.#broadcast({ flush: true }, options.tx)
+  }
+
+  /** Removes a key from this instance only. */
+  delete(key: string): boolean {
+    assertKey(key)
+    return this.#remove(key, 'delete')
+  }
+
+  /** Empties this instance only. */
+  clear(): void {
+    this.#markLoadsStale()
+    this.#evicting = 'delete'
+    try {
+      this.#lru.clear()
+    } finally {
+      this.#evicting = undefined
+    }
+  }
+
+  get size(): number {
+    return this.#lru.size
+  }
+
+  stats(): CacheStats {
+    return {
+      hits: this.#hits,
+      misses: this.#misses,
+      bypassed: this.#bypassed,
+      loads: this.#loadCount,
+      coalesced: this.#coalesced,
+      staleLoadsDiscarded: this.#staleLoadsDiscarded,
+      loadErrors: this.#loadErrors,
+      invalidationsSent: this.#invalidationsSent,
+      invalidationsReceived: this.#invalidationsReceived,
+      flushes: this.#flushes,
+      replayedRows: this.#replayedRows,
+      size: this.#lru.size,
+      live: this.#live,
+    }
+  }
+
+  /** Every cached key and value, for inspection and tests (no recency update). */
+  entries(): [string, TValue][] {
+    return [...this.#lru.entries()]
+  }
+
+  /** Unsubscribes and stops the durable poll; the cache then stores nothing. Idempotent. */
+  async close(): Promise<void> {
+    if (this.#closed) return
+    this.#closed = true
+    this.#live = false
+    this.#options.herald.off('disconnected', this.#onDisconnected)
+    this.#options.herald.off('reconnected', this.#onReconnected)
+    if (this.#pollTimer !== undefined) clearTimeout(this.#pollTimer)
+    this.#pollTimer = undefined
+    await this.#ready.catch(() => {})
+    await this.#polling?.catch(() => {})
+    await this.#subscription?.unsubscribe()
+    this.clear()
+  }
+
+  async [Symbol.asyncDispose](): Promise<void> {
+    await this.close()
+  }
+
+  async #attach(): Promise<void> {
+    const { herald, channel } = this.#options
+    await this.#durable?.prepare()
+    for (;;) {
+      if (this.#closed) throw new HeraldError('CLOSED', 'the cache was closed')
+      try {
+        this.#subscription = await herald.subscribe(channel, (body, meta) => this.#receive(body, meta))
+        break
+      } catch (error) {
+        // A cache may be built before herald.start(): subscribe once it has connected.
+        if (error instanceof HeraldError && error.code === 'NOT_STARTED') {
+          await new Promise<void>((resolve) => herald.once('connected', () => resolve()))
+          continue
+        }
+        throw error
+      }
+    }
+    if (this.#closed) {
+      await this.#subscription.unsubscribe()
+      throw new HeraldError('CLOSED', 'the cache was closed')
+    }
+    // LISTEN is live, so every row committed from here on also arrives as a NOTIFY: the log
+    // position taken now is where this (empty) cache stands.
+    if (this.#durable !== undefined) {
+      this.#position = await this.#durable.position()
+      this.#schedulePoll()
+    }
+    this.#live = herald.connected
+  }
+
+  #storable(key: string, tags: readonly string[]): boolean {
+    return this.#live && !this.#pending.blocks(key, tags)
+  }
+
+  #store(key: string, value: TValue, tags: readonly string[], ttl: number | undefined): void {
+    this.#evicting = 'set'
+    try {
+      this.#lru.set(key, value, ttl === undefined ? undefined : { ttl })
+    } finally {
+      this.#evicting = undefined
+    }
+    if (tags.length > 0) this.#tags.set(key, tags)
+  }
+
+  async #broadcast(
+    change: {
+      keys?: readonly string[] | undefined
+      tags?: readonly string[] | undefined
+      flush?: boolean | undefined
+    },
+    tx: TransactionClient | undefined,
+  ): Promise<void> {
+    const pendingId = tx === undefined ? undefined : randomBytes(8).toString('base64url')
+    if (pendingId !== undefined) {
+      this.#pending.add(pendingId, { keys: change.keys, tags: change.tags, all: change.flush })
+    }
+    try {
+      let logRef: LogRef | undefined
+      if (this.#durable !== undefined) logRef = await this.#durable.append(change, tx)
+      const body = encodeInvalidation({
+        cache: this.name,
+        keys: change.keys,
+        tags: change.tags,
+        flush: change.flush,
+        pendingId,
+        logRef,
+      })
+      await this.#options.herald.publish(this.#options.channel, body, {
+        kind: INVALIDATION_KIND,
+        ...(tx && { tx }),
+      })
+      this.#invalidationsSent++
+    } catch (error) {
+      // Nothing will commit, so nothing will release the block.
+      if (pendingId !== undefined) this.#pending.release(pendingId)
+      throw error
+    }
+  }
+
+  #receive(body: unknown, meta: MessageMeta): void {
+    if (meta.kind !== INVALIDATION_KIND) return
+    let message: InvalidationMessage | undefined
+    try {
+      message = decodeInvalidation(body, this.name)
+    } catch (error) {
+      this.#emitError(error, 'invalid message')
+      return
+    }
+    if (message === undefined) return
+    if (message.logRef !== undefined) this.#applied.set(message.logRef.id, BigInt(message.logRef.tx))
+    // Our own plain invalidation already evicted here before it was sent, and loads it
+    // overlapped were marked then; our own transactional one arrives at commit and must
+    // evict again, since a load between the call and the commit read the old row.
+    if (meta.self && message.pendingId === undefined) return
+    this.#invalidationsReceived++
+    this.#apply(message, 'message')
+    if (meta.self && message.pendingId !== undefined) this.#pending.release(message.pendingId)
+  }
+
+  #apply(change: Pick<InvalidationMessage, 'keys' | 'tags' | 'flush'>, _source: 'message' | 'log'): void {
+    if (change.flush) this.#flush('flush')
+    if (change.keys !== undefined) for (const key of change.keys) this.#evictKey(key, 'invalidate')
+    if (change.tags !== undefined) this.#evictTags(change.tags)
+  }
+
+  #evictKey(key: string, reason: EvictReason): void {
+    const load = this.#loads.get(key)
+    if (load !== undefined) {
+      load.stale = true
+      this.#loads.delete(key)
+    }
+    this.#remove(key, reason)
+  }
+
+  #evictTags(tags: readonly string[]): void {
+    for (const [key, load] of this.#loads) {
+      if (load.tags.some((tag) => tags.includes(tag))) {
+        load.stale = true
+        this.#loads.delete(key)
+      }
+    }
+    for (const key of this.#tags.keysOf(tags)) this.#remove(key, 'tag')
+  }
+
+  #remove(key: string, reason: EvictReason): boolean {
+    this.#evicting = reason
+    try {
+      return this.#lru.delete(key)
+    } finally {
+      this.#evicting = undefined
+    }
+  }
+
+  #flush(reason: 'gap' | 'flush'): void {
+    this.#markLoadsStale()
+    this.#flushes++
+    this.#evicting = reason
+    try {
+      this.#lru.clear()
+    } finally {
+      this.#evicting = undefined
+    }
+    this.#tags.clear()
+    safeEmit(this as never, 'flush', { reason })
+  }
+
+  #markLoadsStale(): void {
+    for (const load of this.#loads.values()) load.stale = true
+    this.#loads.clear()
+  }
+
+  #disposed(key: string, reason: LRUCache.DisposeReason): void {
+    this.#tags.remove(key)
+    if (this.listenerCount('evict') === 0) return
+    const why: EvictReason =
+      this.#evicting ?? (reason === 'expire' ? 'ttl' : reason === 'set' ? 'set' : 'lru')
+    safeEmit(this as never, 'evict', { key, reason: why })
+  }
+
+  readonly #onDisconnected = (): void => {
+    this.#live = false
+  }
+
+  readonly #onReconnected = (): void => {
+    if (this.#subscription === undefined || this.#closed) return
+    // Anything loaded across the gap may predate an invalidation we never received.
+    this.#markLoadsStale()
+    if (this.#durable === undefined || this.#position === undefined) {
+      this.#flush('gap')
+      this.#live = true
+      return
+    }
+    void this.#poll(true)
+  }
+
+  #schedulePoll(): void {
+    const durable = this.#options.durable
+    if (durable === undefined || this.#closed) return
+    this.#pollTimer = setTimeout(() => void this.#poll(false), durable.pollMs)
+    this.#pollTimer.unref()
+  }
+
+  /**
+   * Reads the log past the position and applies what no NOTIFY brought. After a gap it is the
+   * replay that stands in for a flush, and the cache goes live only once it is done.
+   */
+  #poll(afterGap: boolean): Promise<void> {
+    if (this.#polling !== undefined) {
+      // A gap while a timer poll runs: replay right after it, from the position it reaches.
+      return this.#polling.then(() => (afterGap ? this.#poll(true) : undefined))
+    }
+    if (this.#pollTimer !== undefined) clearTimeout(this.#pollTimer)
+    this.#pollTimer = undefined
+    const started = this.#options.clock.now()
+    this.#polling = this.#readLog(afterGap)
+      .then(
+        (rows) => {
+          if (afterGap)
+            safeEmit(this as never, 'replay', { rows, durationMs: this.#options.clock.now() - started })
+        },
+        (error: unknown) => {
+          this.#emitError(error, 'reading the durable invalidation log failed')
+          // Without the log nothing vouches for the cache after a gap.
+          if (afterGap) this.#flush('gap')
+        },
+      )
+      .finally(() => {
+        this.#polling = undefined
+        if (afterGap && !this.#closed) this.#live = this.#options.herald.connected
+        this.#prune()
+        this.#schedulePoll()
+      })
+    return this.#polling
+  }
+
+  async #readLog(afterGap: boolean): Promise<number> {
+    const durable = this.#durable as DurableLog
+    const position = this.#position as LogPosition
+    const result = await durable.read(position)
+    if (result.status === 'gone') {
+      this.#flush('gap')
+      this.#position = result.position
+      this.#applied.clear()
+      return 0
+    }
+    let applied = 0
+    for (const row of result.rows) {
+      if (this.#applied.has(row.ref.id)) continue
+      this.#applied.set(row.ref.id, BigInt(row.ref.tx))
+      this.#apply(row, 'log')
+      applied++
+    }
+    this.#replayedRows += applied
+    if (applied > 0 && !afterGap) this.#invalidationsReceived += applied
+    this.#position = result.position
+    // A row at or below the new maxId from a transaction older than the new xmin can never be
+    // read again, so there is no need to remember having applied it.
+    for (const [id, tx] of this.#applied) {
+      if (BigInt(id) <= result.position.maxId && tx < result.position.xmin) this.#applied.delete(id)
+    }
+    return applied
+  }
+
+  #prune(): void {
+    const durable = this.#options.durable
+    if (durable === undefined || this.#durable === undefined) return
+    const now = this.#options.clock.now()
+    // Every instance prunes now and then; deleting the same old rows twice is harmless.
+    if (now - this.#lastPruneAt < Math.min(durable.retentionMs / 10, 600_000)) return
+    this.#lastPruneAt = now
+    this.#durable
+      .prune(durable.retentionMs)
+      .catch((error: unknown) => this.#emitError(error, 'pruning the log failed'))
+  }
+
+  #assertOpen(): void {
+    if (this.#closed) throw new HeraldError('CLOSED', `cache ${this.name} is closed`)
+  }
+
+  #emitError(error: unknown, context: string): void {
+    const wrapped =
+      error instanceof HeraldError
+        ? error
+        : new HeraldError(
+            'CONNECTION_FAILED',
+            `${context}: ${error instanceof Error ? error.message : String(error)}`,
+            {
+              cause: error,
+            },
+          )
+    safeEmit(this as never, 'error', wrapped)
+  }
+}
+
+function lazySql(herald: Herald): Sql<Record<string, unknown>> {
+  // herald.sql exists once the Herald has started; the log's first query comes after that.
+  return new Proxy(function () {} as unknown as Sql<Record<string, unknown>>, {
+    apply: (_target, _this, args: unknown[]) =>
+      (herald.sql as unknown as (...a: unknown[]) => unknown)(...args),
+    get: (_target, property) => Reflect.get(herald.sql, property) as unknown,
+  })
+}
+
+function assertKey(key: unknown): asserts key is string {
+  if (typeof key !== 'string' || key.length === 0) throw invalidKey(key)
+}
+
+function invalidKey(key: unknown): HeraldError {
+  return new HeraldError('INVALID_KEY', `cache keys and tags must be non-empty strings, got ${describe(key)}`)
+}
+
+function describe(value: unknown): string {
+  if (typeof value === 'string') return 'an empty string'
+  if (value === null) return 'null'
+  return typeof value
+}
+
+function keyList(keys: unknown): string[] {
+  const list: unknown[] = typeof keys === 'string' ? [keys] : Array.isArray(keys) ? keys : [keys]
+  for (const key of list) assertKey(key)
+  return list.length > 1 ? [...new Set(list as string[])] : (list as string[])
+}
+
+function checkTags(tags: readonly string[] | undefined): readonly string[] {
+  if (tags === undefined) return NO_TAGS
+  if (!Array.isArray(tags)) throw new HeraldError('INVALID_KEY', 'tags must be an array of non-empty strings')
+  for (const tag of tags) assertKey(tag)
+  return tags
+}

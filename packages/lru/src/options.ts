@@ -1,0 +1,171 @@
+import { assertChannelName, HeraldError, type Herald } from '@herald/core'
+import type { LRUCache } from 'lru-cache'
+import type { Sql } from 'postgres'
+import { systemClock, type Clock } from './clock.js'
+
+/** The lru-cache options an InvalidatingCache passes through (see lru-cache's docs for each). */
+export type LruOptions<TValue extends {}> = Pick<
+  LRUCache.Options<string, TValue, unknown>,
+  | 'max'
+  | 'maxSize'
+  | 'maxEntrySize'
+  | 'sizeCalculation'
+  | 'ttl'
+  | 'ttlResolution'
+  | 'ttlAutopurge'
+  | 'updateAgeOnGet'
+  | 'updateAgeOnHas'
+  | 'allowStale'
+  | 'noDeleteOnStaleGet'
+>
+
+export interface DurableOptions {
+  /** Client for the log table. @default herald.sql */
+  sql?: Sql<Record<string, unknown>>
+  /** Schema of the log tables. @default 'herald' */
+  schema?: string
+  /** Create the log tables on first use. @default true */
+  migrate?: boolean
+  /** How often the log is read as a backstop for a lost NOTIFY, in ms. @default 5000 */
+  pollMs?: number
+  /** Rows older than this are pruned (and a reader that far behind flushes), in ms. @default 86400000 (1 day) */
+  retentionMs?: number
+  /** A reader with more rows than this to replay flushes instead. @default 10000 */
+  maxReplayRows?: number
+}
+
+export interface InvalidatingCacheOptions<TValue extends {}> extends LruOptions<TValue> {
+  /** The process's one `Herald`; the cache subscribes through it. */
+  herald: Herald
+  /** Scopes keys: messages for other names on the channel are ignored. */
+  name: string
+  /** @default 'cache_invalidation' */
+  channel?: string
+  /**
+   * While the listener connection is down, invalidations from other instances cannot arrive:
+   * `'bypass'` makes `get` miss and `getOrLoad` load from the source without caching;
+   * `'serve-stale'` keeps serving what is cached (and caches nothing new). Either way the cache
+   * flushes (or replays, when durable) on reconnect.
+   * @default 'bypass'
+   */
+  onDisconnect?: 'bypass' | 'serve-stale'
+  /**
+   * Record every invalidation in a log table, in the invalidating transaction, so that a
+   * reconnecting instance replays what it missed instead of flushing. `true` for the defaults.
+   * @default false
+   */
+  durable?: boolean | DurableOptions
+  /**
+   * An `invalidate` of more keys than this sends one "flush this cache" message instead.
+   * @default 250000
+   */
+  flushAboveKeys?: number
+  /**
+   * A transactional invalidation blocks caching its keys on this instance until its commit is
+   * seen; after this long (a rollback sends nothing) the block lifts, in ms.
+   * @default 60000
+   */
+  pendingTimeoutMs?: number
+  /** @internal */
+  clock?: Clock
+}
+
+export interface ResolvedDurableOptions {
+  readonly sql: Sql<Record<string, unknown>> | undefined
+  readonly schema: string
+  readonly migrate: boolean
+  readonly pollMs: number
+  readonly retentionMs: number
+  readonly maxReplayRows: number
+}
+
+export interface ResolvedCacheOptions<TValue extends {}> {
+  readonly herald: Herald
+  readonly name: string
+  readonly channel: string
+  readonly onDisconnect: 'bypass' | 'serve-stale'
+  readonly durable: ResolvedDurableOptions | undefined
+  readonly flushAboveKeys: number
+  readonly pendingTimeoutMs: number
+  readonly clock: Clock
+  readonly lru: LruOptions<TValue>
+}
+
+export function resolveCacheOptions<TValue extends {}>(
+  options: InvalidatingCacheOptions<TValue>,
+): ResolvedCacheOptions<TValue> {
+  if (typeof options !== 'object' || options === null) {
+    throw new HeraldError('INVALID_OPTION', 'new InvalidatingCache(options) needs an options object')
+  }
+  const {
+    herald,
+    name,
+    channel = 'cache_invalidation',
+    onDisconnect = 'bypass',
+    durable,
+    flushAboveKeys = 250_000,
+    pendingTimeoutMs = 60_000,
+    clock = systemClock,
+    ...lru
+  } = options
+  if (typeof herald !== 'object' || herald === null || typeof herald.subscribe !== 'function') {
+    throw new HeraldError('INVALID_OPTION', 'InvalidatingCache needs `herald`, the process’s Herald')
+  }
+  if (typeof name !== 'string' || name.length === 0 || name.length > 200) {
+    throw new HeraldError(
+      'INVALID_OPTION',
+      `name must be a string of 1 to 200 characters, got ${JSON.stringify(name)}`,
+    )
+  }
+  assertChannelName(channel)
+  if (onDisconnect !== 'bypass' && onDisconnect !== 'serve-stale') {
+    throw new HeraldError(
+      'INVALID_OPTION',
+      `onDisconnect must be 'bypass' or 'serve-stale', got ${String(onDisconnect)}`,
+    )
+  }
+  if (lru.max === undefined && lru.maxSize === undefined && lru.ttl === undefined) {
+    throw new HeraldError(
+      'INVALID_OPTION',
+      'give at least one of max, maxSize or ttl, so the cache is bounded',
+    )
+  }
+  return {
+    herald,
+    name,
+    channel,
+    onDisconnect,
+    durable: resolveDurable(durable),
+    flushAboveKeys: positive('flushAboveKeys', flushAboveKeys),
+    pendingTimeoutMs: positive('pendingTimeoutMs', pendingTimeoutMs),
+    clock,
+    lru,
+  }
+}
+
+function resolveDurable(durable: boolean | DurableOptions | undefined): ResolvedDurableOptions | undefined {
+  if (durable === undefined || durable === false) return undefined
+  const options: DurableOptions = durable === true ? {} : durable
+  const schema = options.schema ?? 'herald'
+  if (typeof schema !== 'string' || !/^[A-Za-z_][A-Za-z0-9_]{0,62}$/.test(schema)) {
+    throw new HeraldError(
+      'INVALID_OPTION',
+      `durable.schema must be a plain identifier, got ${JSON.stringify(schema)}`,
+    )
+  }
+  return {
+    sql: options.sql,
+    schema,
+    migrate: options.migrate ?? true,
+    pollMs: positive('durable.pollMs', options.pollMs ?? 5_000),
+    retentionMs: positive('durable.retentionMs', options.retentionMs ?? 86_400_000),
+    maxReplayRows: positive('durable.maxReplayRows', options.maxReplayRows ?? 10_000),
+  }
+}
+
+function positive(name: string, value: number): number {
+  if (typeof value !== 'number' || !Number.isFinite(value) || value <= 0) {
+    throw new HeraldError('INVALID_OPTION', `${name} must be a positive finite number, got ${String(value)}`)
+  }
+  return value
+}

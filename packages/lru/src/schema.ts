@@ -1,0 +1,59 @@
+import type { Sql } from 'postgres'
+
+/** Version of the durable invalidation log's tables; bump with every change to the DDL. */
+export const LOG_SCHEMA_VERSION = 1
+
+// A constant advisory-lock key, so instances starting together create the tables one at a time.
+const MIGRATION_LOCK = 0x6865_7261_6c64_01n
+
+/**
+ * The DDL of the durable invalidation log. Ids are global across caches; `tx` lets a reader
+ * catch rows whose transaction was still open when it last looked (ids are allocated at
+ * insert, but rows become visible at commit, in another order).
+ */
+export function logTableSql(schema: string): string {
+  const s = quoteIdentifier(schema)
+  return `
+create schema if not exists ${s};
+create table if not exists ${s}.cache_invalidations (
+  id bigint generated always as identity primary key,
+  cache text not null,
+  keys jsonb,
+  tags jsonb,
+  flush boolean not null default false,
+  tx xid8 not null default pg_current_xact_id(),
+  created_at timestamptz not null default now()
+);
+create index if not exists cache_invalidations_created_at on ${s}.cache_invalidations (created_at);
+create table if not exists ${s}.cache_invalidations_pruned (
+  id int primary key default 1 check (id = 1),
+  through bigint not null
+);`
+}
+
+const migrated = new WeakMap<object, Map<string, Promise<void>>>()
+
+/**
+ * Creates the log tables once per client and schema. One multi-statement simple query runs as
+ * one implicit transaction, so the advisory lock covers every statement without `begin()`.
+ */
+export function ensureLogTables(sql: Sql<Record<string, unknown>>, schema: string): Promise<void> {
+  let bySchema = migrated.get(sql)
+  if (bySchema === undefined) {
+    bySchema = new Map()
+    migrated.set(sql, bySchema)
+  }
+  let done = bySchema.get(schema)
+  if (done === undefined) {
+    done = sql
+      .unsafe(`select pg_advisory_xact_lock(${MIGRATION_LOCK});${logTableSql(schema)}`)
+      .then(() => undefined)
+    done.catch(() => bySchema.delete(schema))
+    bySchema.set(schema, done)
+  }
+  return done
+}
+
+export function quoteIdentifier(name: string): string {
+  return `"${name.replaceAll('"', '""')}"`
+}
