@@ -10,7 +10,7 @@ export async function readyCache<TValue extends {}>(
   options: Partial<InvalidatingCacheOptions<TValue>> & { name: string },
 ): Promise<InvalidatingCache<TValue>> {
   const cache = new InvalidatingCache<TValue>({ herald, max: 10_000, ...options })
-  open.add(cache as InvalidatingCache<{}>)
+  open.add(cache as unknown as InvalidatingCache<{}>)
   await cache.ready()
   return cache
 }

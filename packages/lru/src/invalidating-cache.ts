@@ -72,6 +72,9 @@ interface Load<TValue> {
 
 const NO_TAGS: readonly string[] = []
 
+/** A transactional invalidation older than this is checked with the server (a commit may have gone unheard). */
+const PENDING_CHECK_MS = 1_000
+
 /**
  * An lru-cache whose keys are evicted on every instance. It never keeps a stale entry: a
  * load that overlaps an invalidation of its key is returned but not cached, a transactional
@@ -100,6 +103,7 @@ export class InvalidatingCache<TValue extends {}>
   /** Log rows applied since the position, so a poll does not evict their keys twice. */
   readonly #applied = new Map<string, bigint>()
   #pollTimer: ReturnType<typeof setTimeout> | undefined
+  #pendingTimer: ReturnType<typeof setTimeout> | undefined
   #polling: Promise<void> | undefined
   #lastPruneAt = 0
   #hits = 0
@@ -303,6 +307,8 @@ export class InvalidatingCache<TValue extends {}>
     this.#options.herald.off('reconnected', this.#onReconnected)
     if (this.#pollTimer !== undefined) clearTimeout(this.#pollTimer)
     this.#pollTimer = undefined
+    if (this.#pendingTimer !== undefined) clearTimeout(this.#pendingTimer)
+    this.#pendingTimer = undefined
     await this.#ready.catch(() => {})
     await this.#polling?.catch(() => {})
     await this.#subscription?.unsubscribe()
@@ -366,12 +372,14 @@ export class InvalidatingCache<TValue extends {}>
     tx: TransactionClient | undefined,
   ): Promise<void> {
     const pendingId = tx === undefined ? undefined : randomBytes(8).toString('base64url')
-    if (pendingId !== undefined) {
-      this.#pending.add(pendingId, { keys: change.keys, tags: change.tags, all: change.flush })
-    }
     try {
       let logRef: LogRef | undefined
       if (this.#durable !== undefined) logRef = await this.#durable.append(change, tx)
+      if (tx !== undefined && pendingId !== undefined) {
+        const txid = logRef?.tx ?? (await transactionId(tx))
+        this.#pending.add(pendingId, { keys: change.keys, tags: change.tags, all: change.flush }, txid)
+        this.#schedulePendingCheck()
+      }
       const body = encodeInvalidation({
         cache: this.name,
         keys: change.keys,
@@ -456,7 +464,7 @@ export class InvalidatingCache<TValue extends {}>
       this.#evicting = undefined
     }
     this.#tags.clear()
-    safeEmit(this as never, 'flush', { reason })
+    safeEmit(this, 'flush', { reason })
   }
 
   #markLoadsStale(): void {
@@ -469,7 +477,7 @@ export class InvalidatingCache<TValue extends {}>
     if (this.listenerCount('evict') === 0) return
     const why: EvictReason =
       this.#evicting ?? (reason === 'expire' ? 'ttl' : reason === 'set' ? 'set' : 'lru')
-    safeEmit(this as never, 'evict', { key, reason: why })
+    safeEmit(this, 'evict', { key, reason: why })
   }
 
   readonly #onDisconnected = (): void => {
@@ -483,9 +491,41 @@ export class InvalidatingCache<TValue extends {}>
     if (this.#durable === undefined || this.#position === undefined) {
       this.#flush('gap')
       this.#live = true
-      return
+    } else {
+      void this.#poll(true)
     }
-    void this.#poll(true)
+    // Our own commit messages sent during the gap are lost: ask which transactions ended.
+    void this.#checkPending(0)
+  }
+
+  #schedulePendingCheck(): void {
+    if (this.#pendingTimer !== undefined || this.#closed) return
+    this.#pendingTimer = setTimeout(() => {
+      this.#pendingTimer = undefined
+      void this.#checkPending(PENDING_CHECK_MS).finally(() => {
+        if (this.#pending.size > 0) this.#schedulePendingCheck()
+      })
+    }, PENDING_CHECK_MS)
+    this.#pendingTimer.unref()
+  }
+
+  /** Releases pending invalidations whose transaction has committed or rolled back. */
+  async #checkPending(ageMs: number): Promise<void> {
+    const candidates = this.#pending.olderThan(ageMs)
+    if (candidates.length === 0) return
+    try {
+      const sql = this.#options.herald.sql
+      const rows = await sql<{ i: number; status: string | null }[]>`
+        select i::int, pg_xact_status(t::xid8) as status
+        from json_array_elements_text(${JSON.stringify(candidates.map(([, txid]) => txid))}::text::json)
+          with ordinality as x(t, i)`
+      for (const row of rows) {
+        const entry = candidates[row.i - 1]
+        if (entry !== undefined && row.status !== 'in progress') this.#pending.release(entry[0])
+      }
+    } catch (error) {
+      this.#emitError(error, 'checking pending invalidations failed')
+    }
   }
 
   #schedulePoll(): void {
@@ -511,7 +551,7 @@ export class InvalidatingCache<TValue extends {}>
       .then(
         (rows) => {
           if (afterGap)
-            safeEmit(this as never, 'replay', { rows, durationMs: this.#options.clock.now() - started })
+            safeEmit(this, 'replay', { rows, durationMs: this.#options.clock.now() - started })
         },
         (error: unknown) => {
           this.#emitError(error, 'reading the durable invalidation log failed')
@@ -583,7 +623,7 @@ export class InvalidatingCache<TValue extends {}>
               cause: error,
             },
           )
-    safeEmit(this as never, 'error', wrapped)
+    safeEmit(this, 'error', wrapped)
   }
 }
 
@@ -594,6 +634,14 @@ function lazySql(herald: Herald): Sql<Record<string, unknown>> {
       (herald.sql as unknown as (...a: unknown[]) => unknown)(...args),
     get: (_target, property) => Reflect.get(herald.sql, property) as unknown,
   })
+}
+
+async function transactionId(tx: TransactionClient): Promise<string> {
+  const run = tx as unknown as Sql<Record<string, unknown>>
+  const [row] = await run<{ txid: string }[]>`select pg_current_xact_id()::text as txid`
+  if (row === undefined)
+    throw new HeraldError('CONNECTION_FAILED', 'the transaction id query returned no row')
+  return row.txid
 }
 
 function assertKey(key: unknown): asserts key is string {
@@ -619,6 +667,7 @@ function keyList(keys: unknown): string[] {
 function checkTags(tags: readonly string[] | undefined): readonly string[] {
   if (tags === undefined) return NO_TAGS
   if (!Array.isArray(tags)) throw new HeraldError('INVALID_KEY', 'tags must be an array of non-empty strings')
-  for (const tag of tags) assertKey(tag)
+  const list: readonly unknown[] = tags
+  for (const tag of list) assertKey(tag)
   return tags
 }

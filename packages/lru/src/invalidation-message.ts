@@ -68,7 +68,7 @@ function stringList(value: unknown, field: string): string[] | undefined {
   if (!Array.isArray(value) || !value.every((item) => typeof item === 'string')) {
     throw invalid(`has a "${field}" that is not a list of strings`)
   }
-  return value as string[]
+  return value
 }
 
 function logRef(value: unknown): LogRef | undefined {

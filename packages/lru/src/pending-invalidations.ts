@@ -1,6 +1,9 @@
 import type { Clock } from './clock.js'
 
 interface Pending {
+  /** The invalidating transaction's id, to ask the server whether it has ended. */
+  readonly txid: string | undefined
+  readonly startedAt: number
   readonly keys: readonly string[]
   readonly tags: readonly string[]
   readonly all: boolean
@@ -11,8 +14,9 @@ interface Pending {
  * Invalidations published inside a transaction that has not committed yet. Until it does, the
  * database still holds the old values, so this instance must not cache what it loads for those
  * keys (or tags, or anything at all after an `invalidateAll`). Its own message arrives at
- * commit and releases them; a rolled-back transaction sends nothing, so every entry also
- * expires after `timeoutMs` — until then, those keys are loaded but not cached.
+ * commit and releases them. A rolled-back transaction sends nothing, and a commit during a
+ * listener gap is not heard, so the cache also asks the server (`pg_xact_status`) about
+ * entries older than a second, and every entry expires after `timeoutMs` at the latest.
  */
 export class PendingInvalidations {
   readonly #byId = new Map<string, Pending>()
@@ -39,8 +43,11 @@ export class PendingInvalidations {
       tags?: readonly string[] | undefined
       all?: boolean | undefined
     },
+    txid: string | undefined,
   ): void {
     const pending: Pending = {
+      txid,
+      startedAt: this.#clock.now(),
       keys: change.keys ?? [],
       tags: change.tags ?? [],
       all: change.all === true,
@@ -60,6 +67,16 @@ export class PendingInvalidations {
     for (const key of pending.keys) decrement(this.#keys, key)
     for (const tag of pending.tags) decrement(this.#tags, tag)
     if (pending.all) this.#all--
+  }
+
+  /** Entries older than `ageMs` with a known transaction id: `[entry id, txid]`. */
+  olderThan(ageMs: number): [string, string][] {
+    const cutoff = this.#clock.now() - ageMs
+    const found: [string, string][] = []
+    for (const [id, pending] of this.#byId) {
+      if (pending.startedAt <= cutoff && pending.txid !== undefined) found.push([id, pending.txid])
+    }
+    return found
   }
 
   /** Whether a value for `key` (carrying `tags`) must not be cached now. */
