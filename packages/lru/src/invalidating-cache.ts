@@ -664,10 +664,10 @@ function keyList(keys: unknown): string[] {
   return list.length > 1 ? [...new Set(list as string[])] : (list as string[])
 }
 
-function checkTags(tags: readonly string[] | undefined): readonly string[] {
+function checkTags(tags: unknown): readonly string[] {
   if (tags === undefined) return NO_TAGS
   if (!Array.isArray(tags)) throw new HeraldError('INVALID_KEY', 'tags must be an array of non-empty strings')
   const list: readonly unknown[] = tags
   for (const tag of list) assertKey(tag)
-  return tags
+  return list as readonly string[]
 }
