@@ -10,7 +10,8 @@ import {
 import type { Sql } from 'postgres'
 import { EventEmitter } from 'eventemitter3'
 import { LRUCache } from 'lru-cache'
-import { DurableLog, type LogPosition } from './durable-log.js'
+import { DurableLog } from './durable-log.js'
+import { DurableSync } from './durable-sync.js'
 import type { CacheEvents, EvictReason } from './events.js'
 import {
   decodeInvalidation,
@@ -22,6 +23,7 @@ import {
 import { resolveCacheOptions, type InvalidatingCacheOptions, type ResolvedCacheOptions } from './options.js'
 import { PendingInvalidations } from './pending-invalidations.js'
 import { TagIndex } from './tag-index.js'
+import { endedTransactions, transactionId } from './transactions.js'
 
 export interface SetOptions {
   /** Tags for `invalidateTags`. */
@@ -91,7 +93,7 @@ export class InvalidatingCache<TValue extends {}>
   readonly #tags = new TagIndex()
   readonly #loads = new Map<string, Load<TValue>>()
   readonly #pending: PendingInvalidations
-  readonly #durable: DurableLog | undefined
+  readonly #durable: DurableSync | undefined
   readonly #bypass: boolean
   readonly #ready: Promise<void>
   #subscription: Subscription | undefined
@@ -99,13 +101,7 @@ export class InvalidatingCache<TValue extends {}>
   #closed = false
   /** Why the entries being disposed now leave; anything lru-cache disposes on its own is lru/ttl/set. */
   #evicting: EvictReason | undefined
-  #position: LogPosition | undefined
-  /** Log rows applied since the position, so a poll does not evict their keys twice. */
-  readonly #applied = new Map<string, bigint>()
-  #pollTimer: ReturnType<typeof setTimeout> | undefined
   #pendingTimer: ReturnType<typeof setTimeout> | undefined
-  #polling: Promise<void> | undefined
-  #lastPruneAt = 0
   #hits = 0
   #misses = 0
   #bypassed = 0
@@ -116,7 +112,6 @@ export class InvalidatingCache<TValue extends {}>
   #invalidationsSent = 0
   #invalidationsReceived = 0
   #flushes = 0
-  #replayedRows = 0
 
   constructor(options: InvalidatingCacheOptions<TValue>) {
     super()
@@ -128,15 +123,23 @@ export class InvalidatingCache<TValue extends {}>
       ...this.#options.lru,
       dispose: (_value, key, reason) => this.#disposed(key, reason),
     } as LRUCache.Options<string, TValue, unknown>)
-    const { durable } = this.#options
-    this.#durable =
-      durable === undefined
-        ? undefined
-        : new DurableLog(durable.sql ?? lazySql(this.#options.herald), this.name, {
-            schema: durable.schema,
-            migrate: durable.migrate,
-            maxReplayRows: durable.maxReplayRows,
-          })
+    const { durable, clock } = this.#options
+    if (durable !== undefined) {
+      const log = new DurableLog(durable.sql ?? lazySql(this.#options.herald), this.name, {
+        schema: durable.schema,
+        migrate: durable.migrate,
+        maxReplayRows: durable.maxReplayRows,
+      })
+      this.#durable = new DurableSync(log, durable, clock, {
+        apply: (row) => this.#apply(row),
+        flush: () => this.#flush('gap'),
+        replayed: (rows, durationMs) => {
+          if (!this.#closed) this.#live = this.#options.herald.connected
+          safeEmit(this, 'replay', { rows, durationMs })
+        },
+        error: (error, context) => this.#emitError(error, context),
+      })
+    }
     this.#options.herald.on('disconnected', this.#onDisconnected)
     this.#options.herald.on('reconnected', this.#onReconnected)
     this.#ready = this.#attach()
@@ -287,7 +290,7 @@ export class InvalidatingCache<TValue extends {}>
       invalidationsSent: this.#invalidationsSent,
       invalidationsReceived: this.#invalidationsReceived,
       flushes: this.#flushes,
-      replayedRows: this.#replayedRows,
+      replayedRows: this.#durable?.appliedRows ?? 0,
       size: this.#lru.size,
       live: this.#live,
     }
@@ -305,12 +308,10 @@ export class InvalidatingCache<TValue extends {}>
     this.#live = false
     this.#options.herald.off('disconnected', this.#onDisconnected)
     this.#options.herald.off('reconnected', this.#onReconnected)
-    if (this.#pollTimer !== undefined) clearTimeout(this.#pollTimer)
-    this.#pollTimer = undefined
     if (this.#pendingTimer !== undefined) clearTimeout(this.#pendingTimer)
     this.#pendingTimer = undefined
     await this.#ready.catch(() => {})
-    await this.#polling?.catch(() => {})
+    await this.#durable?.close()
     await this.#subscription?.unsubscribe()
     this.clear()
   }
@@ -342,10 +343,7 @@ export class InvalidatingCache<TValue extends {}>
     }
     // LISTEN is live, so every row committed from here on also arrives as a NOTIFY: the log
     // position taken now is where this (empty) cache stands.
-    if (this.#durable !== undefined) {
-      this.#position = await this.#durable.position()
-      this.#schedulePoll()
-    }
+    await this.#durable?.start()
     this.#live = herald.connected
   }
 
@@ -410,17 +408,17 @@ export class InvalidatingCache<TValue extends {}>
       return
     }
     if (message === undefined) return
-    if (message.logRef !== undefined) this.#applied.set(message.logRef.id, BigInt(message.logRef.tx))
+    if (message.logRef !== undefined) this.#durable?.noteApplied(message.logRef)
     // Our own plain invalidation already evicted here before it was sent, and loads it
     // overlapped were marked then; our own transactional one arrives at commit and must
     // evict again, since a load between the call and the commit read the old row.
     if (meta.self && message.pendingId === undefined) return
     this.#invalidationsReceived++
-    this.#apply(message, 'message')
+    this.#apply(message)
     if (meta.self && message.pendingId !== undefined) this.#pending.release(message.pendingId)
   }
 
-  #apply(change: Pick<InvalidationMessage, 'keys' | 'tags' | 'flush'>, _source: 'message' | 'log'): void {
+  #apply(change: Pick<InvalidationMessage, 'keys' | 'tags' | 'flush'>): void {
     if (change.flush) this.#flush('flush')
     if (change.keys !== undefined) for (const key of change.keys) this.#evictKey(key, 'invalidate')
     if (change.tags !== undefined) this.#evictTags(change.tags)
@@ -488,11 +486,11 @@ export class InvalidatingCache<TValue extends {}>
     if (this.#subscription === undefined || this.#closed) return
     // Anything loaded across the gap may predate an invalidation we never received.
     this.#markLoadsStale()
-    if (this.#durable === undefined || this.#position === undefined) {
+    if (this.#durable === undefined) {
       this.#flush('gap')
       this.#live = true
     } else {
-      void this.#poll(true)
+      void this.#durable.replay()
     }
     // Our own commit messages sent during the gap are lost: ask which transactions ended.
     void this.#checkPending(0)
@@ -514,98 +512,16 @@ export class InvalidatingCache<TValue extends {}>
     const candidates = this.#pending.olderThan(ageMs)
     if (candidates.length === 0) return
     try {
-      const sql = this.#options.herald.sql
-      const rows = await sql<{ i: number; status: string | null }[]>`
-        select i::int, pg_xact_status(t::xid8) as status
-        from json_array_elements_text(${JSON.stringify(candidates.map(([, txid]) => txid))}::text::json)
-          with ordinality as x(t, i)`
-      for (const row of rows) {
-        const entry = candidates[row.i - 1]
-        if (entry !== undefined && row.status !== 'in progress') this.#pending.release(entry[0])
-      }
+      const ended = await endedTransactions(
+        this.#options.herald.sql,
+        candidates.map(([, txid]) => txid),
+      )
+      candidates.forEach(([id], index) => {
+        if (ended[index] === true) this.#pending.release(id)
+      })
     } catch (error) {
       this.#emitError(error, 'checking pending invalidations failed')
     }
-  }
-
-  #schedulePoll(): void {
-    const durable = this.#options.durable
-    if (durable === undefined || this.#closed) return
-    this.#pollTimer = setTimeout(() => void this.#poll(false), durable.pollMs)
-    this.#pollTimer.unref()
-  }
-
-  /**
-   * Reads the log past the position and applies what no NOTIFY brought. After a gap it is the
-   * replay that stands in for a flush, and the cache goes live only once it is done.
-   */
-  #poll(afterGap: boolean): Promise<void> {
-    if (this.#polling !== undefined) {
-      // A gap while a timer poll runs: replay right after it, from the position it reaches.
-      return this.#polling.then(() => (afterGap ? this.#poll(true) : undefined))
-    }
-    if (this.#pollTimer !== undefined) clearTimeout(this.#pollTimer)
-    this.#pollTimer = undefined
-    const started = this.#options.clock.now()
-    this.#polling = this.#readLog(afterGap)
-      .then(
-        (rows) => {
-          if (afterGap)
-            safeEmit(this, 'replay', { rows, durationMs: this.#options.clock.now() - started })
-        },
-        (error: unknown) => {
-          this.#emitError(error, 'reading the durable invalidation log failed')
-          // Without the log nothing vouches for the cache after a gap.
-          if (afterGap) this.#flush('gap')
-        },
-      )
-      .finally(() => {
-        this.#polling = undefined
-        if (afterGap && !this.#closed) this.#live = this.#options.herald.connected
-        this.#prune()
-        this.#schedulePoll()
-      })
-    return this.#polling
-  }
-
-  async #readLog(afterGap: boolean): Promise<number> {
-    const durable = this.#durable as DurableLog
-    const position = this.#position as LogPosition
-    const result = await durable.read(position)
-    if (result.status === 'gone') {
-      this.#flush('gap')
-      this.#position = result.position
-      this.#applied.clear()
-      return 0
-    }
-    let applied = 0
-    for (const row of result.rows) {
-      if (this.#applied.has(row.ref.id)) continue
-      this.#applied.set(row.ref.id, BigInt(row.ref.tx))
-      this.#apply(row, 'log')
-      applied++
-    }
-    this.#replayedRows += applied
-    if (applied > 0 && !afterGap) this.#invalidationsReceived += applied
-    this.#position = result.position
-    // A row at or below the new maxId from a transaction older than the new xmin can never be
-    // read again, so there is no need to remember having applied it.
-    for (const [id, tx] of this.#applied) {
-      if (BigInt(id) <= result.position.maxId && tx < result.position.xmin) this.#applied.delete(id)
-    }
-    return applied
-  }
-
-  #prune(): void {
-    const durable = this.#options.durable
-    if (durable === undefined || this.#durable === undefined) return
-    const now = this.#options.clock.now()
-    // Every instance prunes now and then; deleting the same old rows twice is harmless.
-    if (now - this.#lastPruneAt < Math.min(durable.retentionMs / 10, 600_000)) return
-    this.#lastPruneAt = now
-    this.#durable
-      .prune(durable.retentionMs)
-      .catch((error: unknown) => this.#emitError(error, 'pruning the log failed'))
   }
 
   #assertOpen(): void {
@@ -634,14 +550,6 @@ function lazySql(herald: Herald): Sql<Record<string, unknown>> {
       (herald.sql as unknown as (...a: unknown[]) => unknown)(...args),
     get: (_target, property) => Reflect.get(herald.sql, property) as unknown,
   })
-}
-
-async function transactionId(tx: TransactionClient): Promise<string> {
-  const run = tx as unknown as Sql<Record<string, unknown>>
-  const [row] = await run<{ txid: string }[]>`select pg_current_xact_id()::text as txid`
-  if (row === undefined)
-    throw new HeraldError('CONNECTION_FAILED', 'the transaction id query returned no row')
-  return row.txid
 }
 
 function assertKey(key: unknown): asserts key is string {

@@ -35,6 +35,8 @@ describe('invalidation message', () => {
     ['a bad log reference', { c: 'users', k: ['x'], l: ['1; drop', '2'] }],
     ['a non-string pending id', { c: 'users', k: ['x'], p: 5 }],
   ])('refuses %s with PAYLOAD_INVALID', (_, body) => {
-    expect(() => decodeInvalidation(body, 'users')).toThrow(expect.objectContaining({ code: 'PAYLOAD_INVALID' }))
+    expect(() => decodeInvalidation(body, 'users')).toThrow(
+      expect.objectContaining({ code: 'PAYLOAD_INVALID' }),
+    )
   })
 })
