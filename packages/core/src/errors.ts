@@ -11,6 +11,7 @@
  * - `HANDLER_FAILED`: a subscriber's handler threw or rejected.
  * - `INVALID_OPTION`: a constructor or call option out of range.
  * - `INVALID_KEY`: a cache key or tag that is not a non-empty string.
+ * - `LOCK_LOST`: a held lock's session ended (connection lost), so the lock is no longer held.
  */
 export type HeraldErrorCode =
   | 'INVALID_CHANNEL'
@@ -24,6 +25,7 @@ export type HeraldErrorCode =
   | 'HANDLER_FAILED'
   | 'INVALID_OPTION'
   | 'INVALID_KEY'
+  | 'LOCK_LOST'
 
 export interface HeraldErrorOptions {
   /** The underlying error: a driver error, an `AbortSignal` reason, a handler's throw. */

@@ -1,5 +1,5 @@
 import { HeraldError } from './errors.js'
-import type { Clock, TimerHandle } from './internal/clock.js'
+import type { Clock, TimerHandle } from './clock.js'
 
 export interface HeartbeatOptions {
   /** Time between the end of one probe and the start of the next, in ms. */

@@ -6,11 +6,12 @@ import { ChunkAssembler, isChunkFrame } from './chunking.js'
 import { assertKind, decodeEnvelope, DEFAULT_KIND, serializeBody, type Envelope } from './envelope.js'
 import { HeraldError } from './errors.js'
 import { safeEmit, type HeraldEvents } from './events.js'
-import { createClient } from './internal/client.js'
+import { createClient } from './create-client.js'
 import { assertWaitOptions, raceWait, type WaitOptions } from './internal/wait.js'
 import { ListenerConnection } from './listener-connection.js'
 import {
   resolveOptions,
+  type ConnectionConfig,
   type HeraldOptions,
   type ResolvedOptions,
   type TransactionClient,
@@ -251,6 +252,14 @@ export class Herald extends EventEmitter<HeraldEvents> implements AsyncDisposabl
     const sql = this.#options.sql ?? this.#ownSql
     if (sql === undefined) throw new HeraldError('NOT_STARTED', 'call `await herald.start()` first')
     return sql
+  }
+
+  /**
+   * Connection settings of the listener (`listenConnection`, else `connection`): a direct
+   * connection, for packages that need a session of their own (an advisory-lock holder).
+   */
+  get listenConnection(): ConnectionConfig {
+    return this.#options.listenConnection
   }
 
   /** `close()` was called. */

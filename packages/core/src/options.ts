@@ -1,7 +1,7 @@
 import type { Options, PostgresType, ReservedSql, Sql, TransactionSql } from 'postgres'
 import { DEFAULT_MAX_DELAY_MS, DEFAULT_MIN_DELAY_MS, type BackoffOptions } from './backoff.js'
 import { HeraldError } from './errors.js'
-import { systemClock, type Clock } from './internal/clock.js'
+import { systemClock, type Clock } from './clock.js'
 
 /** A connection string, or postgres.js options (host, port, ssl, ...; `PG*` variables fill the gaps). */
 export type ConnectionConfig = string | Options<Record<string, PostgresType>>

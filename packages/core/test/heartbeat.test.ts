@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest'
 import { Heartbeat } from '../src/heartbeat.js'
-import type { Clock, TimerHandle } from '../src/internal/clock.js'
+import type { Clock, TimerHandle } from '../src/clock.js'
 
 /** A clock the test advances by hand. */
 function manualClock() {

@@ -1,5 +1,5 @@
 import postgres, { type Options, type PostgresType, type Sql } from 'postgres'
-import type { ConnectionConfig } from '../options.js'
+import type { ConnectionConfig } from './options.js'
 
 type ClientOptions = Options<Record<string, PostgresType>>
 
