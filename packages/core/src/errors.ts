@@ -11,6 +11,8 @@
  * - `HANDLER_FAILED`: a subscriber's handler threw or rejected.
  * - `INVALID_OPTION`: a constructor or call option out of range.
  * - `INVALID_KEY`: a cache key or tag that is not a non-empty string.
+ * - `VALUE_INVALID`: a value its schema refuses: a config `set` (nothing is written), or a
+ *   stored config value read back (ignored, the last good value kept).
  * - `LOCK_LOST`: a held lock's session ended (connection lost), so the lock is no longer held.
  */
 export type HeraldErrorCode =
@@ -25,6 +27,7 @@ export type HeraldErrorCode =
   | 'HANDLER_FAILED'
   | 'INVALID_OPTION'
   | 'INVALID_KEY'
+  | 'VALUE_INVALID'
   | 'LOCK_LOST'
 
 export interface HeraldErrorOptions {

@@ -7,7 +7,7 @@ import { assertKind, decodeEnvelope, DEFAULT_KIND, serializeBody, type Envelope 
 import { HeraldError } from './errors.js'
 import { safeEmit, type HeraldEvents } from './events.js'
 import { createClient } from './create-client.js'
-import { assertWaitOptions, raceWait, type WaitOptions } from './internal/wait.js'
+import { assertWaitOptions, raceWait, type WaitOptions } from './wait.js'
 import { ListenerConnection } from './listener-connection.js'
 import {
   resolveOptions,

@@ -7,7 +7,7 @@ import { Heartbeat } from './heartbeat.js'
 import { createClient } from './create-client.js'
 import type { TimerHandle } from './clock.js'
 import { openSocket, type SocketTarget } from './internal/socket.js'
-import { deferred, raceWait, type Deferred, type WaitOptions } from './internal/wait.js'
+import { deferred, raceWait, type Deferred, type WaitOptions } from './wait.js'
 import type { ResolvedOptions } from './options.js'
 
 export interface ListenerHandlers {

@@ -2,7 +2,7 @@ import type { Sql } from 'postgres'
 import { MAX_NOTIFY_BYTES, toFrames } from './chunking.js'
 import { encodeEnvelope, envelopeOverheadBytes } from './envelope.js'
 import { toConnectionError } from './errors.js'
-import { deferred, type Deferred } from './internal/wait.js'
+import { deferred, type Deferred } from './wait.js'
 import type { TransactionClient } from './options.js'
 
 interface Pending {

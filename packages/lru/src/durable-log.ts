@@ -1,7 +1,8 @@
 import type { Sql } from 'postgres'
 import type { LogRef } from './invalidation-message.js'
 import type { TransactionClient } from '@herald/core'
-import { ensureLogTables, quoteIdentifier } from './schema.js'
+import { quoteIdentifier } from '@herald/core'
+import { ensureLogTables } from './schema.js'
 
 /** Where a reader has read the log up to. */
 export interface LogPosition {

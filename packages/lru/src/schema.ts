@@ -1,10 +1,8 @@
+import { migrateOnce, quoteIdentifier } from '@herald/core'
 import type { Sql } from 'postgres'
 
 /** Version of the durable invalidation log's tables; bump with every change to the DDL. */
 export const LOG_SCHEMA_VERSION = 1
-
-// A constant advisory-lock key, so instances starting together create the tables one at a time.
-const MIGRATION_LOCK = 0x6865_7261_6c64_01n
 
 /**
  * The DDL of the durable invalidation log. Ids are global across caches; `tx` lets a reader
@@ -31,29 +29,7 @@ create table if not exists ${s}.cache_invalidations_pruned (
 );`
 }
 
-const migrated = new WeakMap<object, Map<string, Promise<void>>>()
-
-/**
- * Creates the log tables once per client and schema. One multi-statement simple query runs as
- * one implicit transaction, so the advisory lock covers every statement without `begin()`.
- */
+/** Creates the log tables on first use; safe when many instances start at once. */
 export function ensureLogTables(sql: Sql<Record<string, unknown>>, schema: string): Promise<void> {
-  let bySchema = migrated.get(sql)
-  if (bySchema === undefined) {
-    bySchema = new Map()
-    migrated.set(sql, bySchema)
-  }
-  let done = bySchema.get(schema)
-  if (done === undefined) {
-    done = sql
-      .unsafe(`select pg_advisory_xact_lock(${MIGRATION_LOCK});${logTableSql(schema)}`)
-      .then(() => undefined)
-    done.catch(() => bySchema.delete(schema))
-    bySchema.set(schema, done)
-  }
-  return done
-}
-
-export function quoteIdentifier(name: string): string {
-  return `"${name.replaceAll('"', '""')}"`
+  return migrateOnce(sql, `lru-log:${LOG_SCHEMA_VERSION}:${schema}`, logTableSql(schema))
 }

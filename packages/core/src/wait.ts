@@ -1,5 +1,5 @@
-import { HeraldError } from '../errors.js'
-import type { Clock } from '../clock.js'
+import { HeraldError } from './errors.js'
+import type { Clock } from './clock.js'
 
 export interface WaitOptions {
   /** Rejects the wait with `ABORTED` (cause: `signal.reason`) when aborted. */

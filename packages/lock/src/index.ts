@@ -1,0 +1,7 @@
+export { Locks } from './locks.js'
+export type { LocksStats } from './locks.js'
+export { Lock } from './lock.js'
+export type { LocksEvents, LostEvent } from './events.js'
+export type { LocksOptions } from './options.js'
+export { lockKey } from './lock-key.js'
+export { LOCK_SCHEMA_VERSION, lockTableSql } from './schema.js'
