@@ -1,7 +1,7 @@
-import { Locks, type LostEvent } from '@herald/lock'
+import type { LostEvent } from '@herald/lock'
 import { once, startPostgres, uniqueName, waitFor, type PgServer } from '@herald/testing'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { startedHerald } from '../support/heralds.js'
+import { locksOn } from '../support/locks.js'
 
 // Terminates lock sessions: owns its server.
 let server: PgServer
@@ -13,23 +13,10 @@ afterAll(async () => {
   await server.close()
 })
 
-async function locksOn(applicationName: string, sweepMs = 1_000) {
-  const herald = await startedHerald({ connection: server.url, applicationName })
-  const locks = new Locks({ herald, sweepMs, applicationName })
-  return {
-    herald,
-    locks,
-    async [Symbol.asyncDispose]() {
-      await locks.close()
-      await herald.close()
-    },
-  }
-}
-
 describe('lock faults', () => {
   it('a killed holder frees the lock without a message, and waiters learn of it within the sweep interval', async () => {
-    await using holder = await locksOn('holder')
-    await using waiter = await locksOn('waiter', 500)
+    await using holder = await locksOn(server.url, { applicationName: 'holder' })
+    await using waiter = await locksOn(server.url, { applicationName: 'waiter', sweepMs: 500 })
     const name = uniqueName('crash')
     const lock = await holder.locks.acquire(name)
     const lost = once<LostEvent>(holder.locks, 'lost')
@@ -56,7 +43,7 @@ describe('lock faults', () => {
   })
 
   it('after its session is lost, an instance can take locks again on a new one', async () => {
-    await using a = await locksOn('again')
+    await using a = await locksOn(server.url, { applicationName: 'again' })
     const name = uniqueName('again')
     const lock = await a.locks.acquire(name)
     const lost = once(a.locks, 'lost')
@@ -69,9 +56,9 @@ describe('lock faults', () => {
   })
 
   it('waiters re-check after the listener reconnects (a release sent in the gap is not lost)', async () => {
-    await using holder = await locksOn('gap-holder')
+    await using holder = await locksOn(server.url, { applicationName: 'gap-holder' })
     // A sweep interval far beyond the test: only the reconnect check can wake the waiter.
-    await using waiter = await locksOn('gap-waiter', 60_000)
+    await using waiter = await locksOn(server.url, { applicationName: 'gap-waiter', sweepMs: 60_000 })
     const name = uniqueName('gap')
     const lock = await holder.locks.acquire(name)
     const waiting = waiter.locks.acquire(name, { timeoutMs: 10_000 })

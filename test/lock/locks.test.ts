@@ -1,7 +1,7 @@
 import { Locks } from '@herald/lock'
 import { startPostgres, uniqueName, waitFor, type PgServer } from '@herald/testing'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { startedHerald } from '../support/heralds.js'
+import { locksOn } from '../support/locks.js'
 
 let server: PgServer
 
@@ -12,23 +12,10 @@ afterAll(async () => {
   await server.close()
 })
 
-async function locksOn(options: { applicationName?: string } = {}) {
-  const herald = await startedHerald({ connection: server.url, ...options })
-  const locks = new Locks({ herald, ...options })
-  return {
-    herald,
-    locks,
-    async [Symbol.asyncDispose]() {
-      await locks.close()
-      await herald.close()
-    },
-  }
-}
-
 describe('Locks', () => {
   it('a release wakes a waiter in another instance, which then holds the lock', async () => {
-    await using a = await locksOn()
-    await using b = await locksOn()
+    await using a = await locksOn(server.url)
+    await using b = await locksOn(server.url)
     const name = uniqueName('report')
     const held = await a.locks.acquire(name)
     let acquiredAt = 0
@@ -49,8 +36,8 @@ describe('Locks', () => {
   })
 
   it('gives strictly increasing fencing tokens across instances', async () => {
-    await using a = await locksOn()
-    await using b = await locksOn()
+    await using a = await locksOn(server.url)
+    await using b = await locksOn(server.url)
     const name = uniqueName('fence')
     const tokens: bigint[] = []
     for (let i = 0; i < 6; i++) {
@@ -63,8 +50,8 @@ describe('Locks', () => {
   })
 
   it('tryAcquire returns undefined on a held lock, in this process and in another', async () => {
-    await using a = await locksOn()
-    await using b = await locksOn()
+    await using a = await locksOn(server.url)
+    await using b = await locksOn(server.url)
     const name = uniqueName('try')
     const lock = await a.locks.tryAcquire(name)
     expect(lock).toBeDefined()
@@ -78,8 +65,8 @@ describe('Locks', () => {
   })
 
   it('aborts and times out with typed errors, leaving no waiter behind', async () => {
-    await using a = await locksOn()
-    await using b = await locksOn()
+    await using a = await locksOn(server.url)
+    await using b = await locksOn(server.url)
     const name = uniqueName('abort')
     const lock = await a.locks.acquire(name)
     await expect(b.locks.acquire(name, { timeoutMs: 100 })).rejects.toMatchObject({ code: 'TIMEOUT' })
@@ -98,7 +85,7 @@ describe('Locks', () => {
   })
 
   it('withLock releases when the function throws', async () => {
-    await using a = await locksOn()
+    await using a = await locksOn(server.url)
     const name = uniqueName('throws')
     await expect(
       a.locks.withLock(name, () => {
@@ -112,7 +99,7 @@ describe('Locks', () => {
   })
 
   it('serializes callers in one process (advisory locks are reentrant per session)', async () => {
-    await using a = await locksOn()
+    await using a = await locksOn(server.url)
     const name = uniqueName('local')
     let inside = 0
     let peak = 0
@@ -131,8 +118,8 @@ describe('Locks', () => {
 
   it('1,000 waiters in one process wake on one release and cost no extra connections', async () => {
     const applicationName = uniqueName('many').slice(0, 30)
-    await using a = await locksOn()
-    await using b = await locksOn({ applicationName })
+    await using a = await locksOn(server.url)
+    await using b = await locksOn(server.url, { applicationName })
     const name = uniqueName('crowd')
     const lock = await a.locks.acquire(name)
     const countConnections = async () => {
@@ -159,7 +146,7 @@ describe('Locks', () => {
   })
 
   it('refuses bad names with INVALID_KEY', async () => {
-    await using a = await locksOn()
+    await using a = await locksOn(server.url)
     for (const name of ['', 42, null, undefined, 'x'.repeat(1_001)]) {
       await expect(a.locks.acquire(name as string)).rejects.toMatchObject({ code: 'INVALID_KEY' })
       await expect(a.locks.tryAcquire(name as string)).rejects.toMatchObject({ code: 'INVALID_KEY' })
@@ -170,8 +157,8 @@ describe('Locks', () => {
   })
 
   it('a forged release message costs a wasted attempt, never a lock held twice', async () => {
-    await using a = await locksOn()
-    await using b = await locksOn()
+    await using a = await locksOn(server.url)
+    await using b = await locksOn(server.url)
     const name = uniqueName('forged')
     const lock = await a.locks.acquire(name)
     let acquired = false

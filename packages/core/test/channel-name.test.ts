@@ -1,15 +1,6 @@
 import { describe, expect, it } from 'vitest'
 import { assertChannelName, quoteChannel } from '../src/channel-name.js'
-import { HeraldError } from '../src/errors.js'
-
-function codeOf(action: () => unknown): string | undefined {
-  try {
-    action()
-  } catch (error) {
-    return error instanceof HeraldError ? error.code : 'NOT_A_HERALD_ERROR'
-  }
-  return undefined
-}
+import { codeOf } from './code-of.js'
 
 describe('assertChannelName', () => {
   it.each([

@@ -1,15 +1,7 @@
 import { describe, expect, it } from 'vitest'
 import { decodeEnvelope, encodeEnvelope, envelopeOverheadBytes, serializeBody } from '../src/envelope.js'
 import { HeraldError } from '../src/errors.js'
-
-function codeOf(action: () => unknown): string | undefined {
-  try {
-    action()
-  } catch (error) {
-    return error instanceof HeraldError ? error.code : 'NOT_A_HERALD_ERROR'
-  }
-  return undefined
-}
+import { codeOf } from './code-of.js'
 
 describe('envelope', () => {
   it('round-trips one body and a coalesced batch', () => {
