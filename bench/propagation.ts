@@ -32,6 +32,7 @@ interface Contender {
 
 export const propagation: Benchmark = {
   name: 'propagation',
+  plan: (context) => `${context.samples} samples per contender after ${context.warmup} warm-up`,
   run,
 }
 
@@ -69,6 +70,7 @@ async function run(context: BenchContext): Promise<BenchmarkResult> {
     if (heraldSummary === undefined || rawSummary === undefined) throw new Error('a contender has no samples')
     const p50 = heraldSummary.p50 / rawSummary.p50
     return {
+      kind: 'latency',
       name: 'propagation',
       title: 'Publish → handler latency across processes',
       method:

@@ -8,9 +8,19 @@ import { describeMachine } from './lib/machine.js'
 import { readOptions } from './lib/options.js'
 import { benchServer } from './lib/postgres.js'
 import { text, writeReport } from './lib/report.js'
+import { lruGet } from './lru-get.js'
+import { lruGetOrLoad } from './lru-get-or-load.js'
+import { lruInvalidationThroughput } from './lru-invalidation-throughput.js'
+import { lruMemory } from './lru-memory.js'
 import { propagation } from './propagation.js'
 
-const BENCHMARKS: readonly Benchmark[] = [propagation]
+const BENCHMARKS: readonly Benchmark[] = [
+  propagation,
+  lruGet,
+  lruGetOrLoad,
+  lruInvalidationThroughput,
+  lruMemory,
+]
 async function main(): Promise<void> {
   const options = readOptions(process.env)
   const loadBefore = os.loadavg()[0] ?? 0
@@ -18,11 +28,11 @@ async function main(): Promise<void> {
   await using server = await benchServer()
   const results: BenchmarkResult[] = []
   for (const benchmark of selected) {
+    const context = { ...options, url: server.url }
     console.log(
-      `${benchmark.name}: ${options.samples} samples per contender after ${options.warmup} warm-up` +
-        ` (PostgreSQL ${server.version}, ${server.source})`,
+      `${benchmark.name}: ${benchmark.plan(context)} (PostgreSQL ${server.version}, ${server.source})`,
     )
-    results.push(await benchmark.run({ ...options, url: server.url }))
+    results.push(await benchmark.run(context))
   }
   const report = {
     date: new Date().toISOString(),

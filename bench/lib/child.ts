@@ -37,9 +37,13 @@ export class Child<TSend extends Message, TReceive extends Message> {
     this.#fail = reject
   })
 
-  /** Spawns `entry` (relative to the repository root) with workspace sources and tsx, as `pnpm bench` does. */
-  constructor(entry: string) {
-    this.#process = spawn(process.execPath, ['--conditions=@herald/source', '--import', 'tsx', entry], {
+  /**
+   * Spawns `entry` (relative to the repository root) with workspace sources and tsx, as
+   * `pnpm bench` does, plus `nodeFlags` (`--expose-gc` for a child that measures the heap).
+   */
+  constructor(entry: string, nodeFlags: readonly string[] = []) {
+    const flags = [...nodeFlags, '--conditions=@herald/source', '--import', 'tsx', entry]
+    this.#process = spawn(process.execPath, flags, {
       cwd: ROOT,
       stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
     })

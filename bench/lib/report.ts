@@ -1,6 +1,13 @@
 import { mkdir, writeFile } from 'node:fs/promises'
 import { fileURLToPath } from 'node:url'
-import type { BenchmarkResult, BenchOptions, Comparison } from './benchmark.js'
+import type {
+  BenchmarkResult,
+  BenchOptions,
+  Comparison,
+  LatencyResult,
+  RatioComparison,
+  RepeatedResult,
+} from './benchmark.js'
 import type { Machine } from './machine.js'
 import type { Summary } from './stats.js'
 
@@ -22,6 +29,9 @@ export interface Report {
 const RESULTS = fileURLToPath(new URL('../results/', import.meta.url))
 const COLUMNS = ['p50', 'p90', 'p99', 'mean'] as const satisfies readonly (keyof Summary)[]
 const WIDTH = 9
+const REPEATED_COLUMNS = ['median', 'min', 'max'] as const
+/** Rates in the tens of millions, with separators. */
+const REPEATED_WIDTH = 14
 
 /**
  * Writes `latest.json` and `latest.md`; a quick run writes `quick.tmp.*` instead (ignored
@@ -39,6 +49,10 @@ export async function writeReport(report: Report): Promise<string[]> {
 export function text(report: Report): string {
   const lines: string[] = []
   for (const result of report.benchmarks) {
+    if (result.kind === 'repeated') {
+      lines.push(...repeatedText(result, report.options))
+      continue
+    }
     const width = Math.max(...result.contenders.map((contender) => contender.label.length), 24)
     const row = (label: string, cells: readonly string[]): string =>
       `  ${label.padEnd(width)}${cells.map((cell) => cell.padStart(WIDTH)).join('')}`
@@ -68,6 +82,10 @@ export function text(report: Report): string {
 function markdown(report: Report): string {
   const lines: string[] = []
   for (const result of report.benchmarks) {
+    if (result.kind === 'repeated') {
+      lines.push(...repeatedMarkdown(result, report.options))
+      continue
+    }
     lines.push(`### ${result.title}`, '')
     lines.push(`| | ${COLUMNS.join(' | ')} |`, `|---|${COLUMNS.map(() => '--:').join('|')}|`)
     for (const { label, summary } of result.contenders) {
@@ -94,15 +112,91 @@ function markdown(report: Report): string {
   return lines.join('\n')
 }
 
-function nameOf(result: BenchmarkResult, id: string): string {
-  return result.contenders.find((contender) => contender.id === id)?.name ?? id
+function repeatedText(result: RepeatedResult, options: BenchOptions): string[] {
+  const labels = [
+    ...result.contenders.map((contender) => contender.label),
+    ...result.comparisons.map((comparison) => ratioName(result, comparison)),
+  ]
+  const width = Math.max(...labels.map((label) => label.length), 24)
+  const row = (label: string, cells: readonly string[]): string =>
+    `  ${label.padEnd(width)}${cells.map((cell) => cell.padStart(REPEATED_WIDTH)).join('')}`
+  const lines = ['', `${result.name}: ${result.title}, in ${result.unit.name}`, `  ${result.method}`, '']
+  lines.push(row('', REPEATED_COLUMNS))
+  for (const { label, figures } of result.contenders) {
+    lines.push(
+      row(
+        label,
+        [figures.median, figures.min, figures.max].map((value) => amount(value)),
+      ),
+    )
+  }
+  for (const comparison of result.comparisons) {
+    lines.push(
+      row(
+        ratioName(result, comparison),
+        [comparison.median, comparison.min, comparison.max].map((value) => ratio(value)),
+      ),
+    )
+  }
+  lines.push('', `  ${repetitionsLine(result, options)}`)
+  for (const comparison of result.comparisons) {
+    const verdict = ratioTargetLine(result, comparison)
+    if (verdict !== undefined) lines.push(`  ${verdict}`)
+  }
+  return lines
 }
 
-function ratioName(result: BenchmarkResult, comparison: Comparison): string {
+function repeatedMarkdown(result: RepeatedResult, options: BenchOptions): string[] {
+  const lines = [`### ${result.title}`, '']
+  lines.push(
+    `| ${result.unit.name} | ${REPEATED_COLUMNS.join(' | ')} |`,
+    `|---|${REPEATED_COLUMNS.map(() => '--:').join('|')}|`,
+  )
+  for (const { label, figures } of result.contenders) {
+    lines.push(`| ${label} | ${[figures.median, figures.min, figures.max].map(amount).join(' | ')} |`)
+  }
+  for (const comparison of result.comparisons) {
+    const cells = [comparison.median, comparison.min, comparison.max].map((value) => `**${ratio(value)}**`)
+    lines.push(`| **${ratioName(result, comparison)}** | ${cells.join(' | ')} |`)
+  }
+  lines.push('', `${result.method} ${repetitionsLine(result, options)}`)
+  for (const comparison of result.comparisons) {
+    const verdict = ratioTargetLine(result, comparison)
+    if (verdict !== undefined) lines.push(verdict)
+  }
+  lines.push('')
+  return lines
+}
+
+function repetitionsLine(result: RepeatedResult, options: BenchOptions): string {
+  const quick = options.quick ? ' Quick run: not for publishing.' : ''
+  return (
+    `Median of ${result.repetitions} repetitions per contender after ${result.discarded} discarded, ` +
+    `contenders in a fresh random order each repetition; ratios are paired by repetition ` +
+    `(median, min, max of the per-repetition ratios); ${result.unit.better} is better.${quick}`
+  )
+}
+
+function ratioTargetLine(result: RepeatedResult, comparison: RatioComparison): string | undefined {
+  if (comparison.target === undefined) return undefined
+  const { bound, value, met } = comparison.target
+  const of = nameOf(result, comparison.of)
+  const to = nameOf(result, comparison.to)
+  return (
+    `Target: ${of} ${bound === 'atLeast' ? '≥' : '≤'} ${value}× ${to}: ` +
+    `${met ? 'met' : 'MISSED'} (${ratio(comparison.median)}).`
+  )
+}
+
+function nameOf(result: BenchmarkResult, id: string): string {
+  return (result.contenders as readonly { id: string; name: string }[]).find((c) => c.id === id)?.name ?? id
+}
+
+function ratioName(result: BenchmarkResult, comparison: Comparison | RatioComparison): string {
   return `${nameOf(result, comparison.of)} / ${nameOf(result, comparison.to)}`
 }
 
-function targetLine(result: BenchmarkResult, comparison: Comparison): string | undefined {
+function targetLine(result: LatencyResult, comparison: Comparison): string | undefined {
   if (comparison.target === undefined) return undefined
   const { maxP50Ratio, met } = comparison.target
   const of = nameOf(result, comparison.of)
@@ -110,7 +204,7 @@ function targetLine(result: BenchmarkResult, comparison: Comparison): string | u
   return `Target: ${of} p50 within ${maxP50Ratio}× ${to}: ${met ? 'met' : 'MISSED'}.`
 }
 
-function samplesLine(result: BenchmarkResult, options: BenchOptions): string {
+function samplesLine(result: LatencyResult, options: BenchOptions): string {
   const samples = result.contenders[0]?.summary.samples ?? 0
   const quick = options.quick ? ' Quick run: not for publishing.' : ''
   return `${thousands(samples)} samples per contender after ${thousands(options.warmup)} discarded.${quick}`
@@ -142,4 +236,9 @@ function ms(value: number): string {
 
 function ratio(value: number): string {
   return `${value.toFixed(2)}×`
+}
+
+/** Whole numbers with separators; below 100, two decimals. */
+function amount(value: number): string {
+  return value >= 100 ? thousands(Math.round(value)) : value.toFixed(2)
 }

@@ -32,3 +32,15 @@ export function summarize(values: readonly number[]): Summary {
     mean: sum / sorted.length,
   }
 }
+
+/**
+ * The middle value of an odd count, the mean of the two middle values of an even one: a
+ * repetition that a GC pause or a neighbour's burst made slow moves it not at all.
+ */
+export function median(values: readonly number[]): number {
+  if (values.length === 0) throw new Error('median of no values')
+  const sorted = [...values].sort((a, b) => a - b)
+  const middle = sorted.length >> 1
+  const upper = sorted[middle] as number
+  return sorted.length % 2 === 1 ? upper : ((sorted[middle - 1] as number) + upper) / 2
+}

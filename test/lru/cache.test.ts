@@ -168,10 +168,10 @@ describe('InvalidatingCache', () => {
     const cache = await readyCache<string>(herald, { name })
     const errors: string[] = []
     cache.on('error', (error) => errors.push(error.code))
-    await herald.publish('cache_invalidation', { nonsense: true }, { kind: 'invalidate' })
-    await herald.publish('cache_invalidation', { c: name, k: [1, 2] }, { kind: 'invalidate' })
-    cache.set('k', 'v')
     await using otherHerald = await startedHerald({ connection: server.url })
+    await otherHerald.publish('cache_invalidation', { nonsense: true }, { kind: 'invalidate' })
+    await otherHerald.publish('cache_invalidation', { c: name, k: [1, 2] }, { kind: 'invalidate' })
+    cache.set('k', 'v')
     const other = await readyCache<string>(otherHerald, { name })
     await other.invalidate('k')
     await waitFor(() => cache.get('k') === undefined)

@@ -29,14 +29,20 @@ export interface Envelope {
 }
 
 export function assertKind(kind: unknown): string {
+  if (typeof kind === 'string' && knownKinds.has(kind)) return kind
   if (typeof kind !== 'string' || !KIND_PATTERN.test(kind)) {
     throw new HeraldError(
       'INVALID_OPTION',
       `kind must be 1 to 32 characters of A-Z a-z 0-9 _ . : -, got ${JSON.stringify(kind)}`,
     )
   }
+  // A handful of kinds are published over and over: remember them, within bounds.
+  if (knownKinds.size >= 256) knownKinds.clear()
+  knownKinds.add(kind)
   return kind
 }
+
+const knownKinds = new Set<string>()
 
 /** The envelope text around already-serialized bodies: serializing once keeps the publish path cheap. */
 export function encodeEnvelope(origin: string, kind: string, bodyTexts: readonly string[]): string {

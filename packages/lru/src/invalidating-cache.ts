@@ -1,10 +1,12 @@
 import { randomBytes } from 'node:crypto'
 import {
+  deferred,
   HeraldError,
   safeEmit,
   type Herald,
   type MessageMeta,
   type Subscription,
+  type Deferred,
   type TransactionClient,
 } from '@herald/core'
 import type { Sql } from 'postgres'
@@ -102,6 +104,7 @@ export class InvalidatingCache<TValue extends {}>
   /** Why the entries being disposed now leave; anything lru-cache disposes on its own is lru/ttl/set. */
   #evicting: EvictReason | undefined
   #pendingTimer: ReturnType<typeof setTimeout> | undefined
+  #keyBatch: { readonly keys: Set<string>; readonly done: Deferred<void> } | undefined
   #hits = 0
   #misses = 0
   #bypassed = 0
@@ -238,7 +241,32 @@ export class InvalidatingCache<TValue extends {}>
     if (list.length === 0) return
     if (list.length > this.#options.flushAboveKeys) return this.invalidateAll(options)
     for (const key of list) this.#evictKey(key, 'invalidate')
-    await this.#broadcast({ keys: list }, options.tx)
+    if (options.tx !== undefined) return this.#broadcast({ keys: list }, options.tx)
+    return this.#batchKeys(list)
+  }
+
+  /**
+   * Plain invalidations of one tick travel as one message (and, durable, one log row): a
+   * thousand `invalidate(key)` calls cost one publish, not a thousand. Their callers share its
+   * outcome.
+   */
+  #batchKeys(keys: readonly string[]): Promise<void> {
+    let batch = this.#keyBatch
+    if (batch === undefined) {
+      const created = { keys: new Set<string>(), done: deferred<void>() }
+      this.#keyBatch = batch = created
+      queueMicrotask(() => {
+        this.#keyBatch = undefined
+        const all = [...created.keys]
+        const sent =
+          all.length > this.#options.flushAboveKeys
+            ? this.#broadcast({ flush: true }, undefined)
+            : this.#broadcast({ keys: all }, undefined)
+        sent.then(created.done.resolve, created.done.reject)
+      })
+    }
+    for (const key of keys) batch.keys.add(key)
+    return batch.done.promise
   }
 
   /** Evicts every key set with one of `tags`, here and on every other instance. */
@@ -400,6 +428,8 @@ export class InvalidatingCache<TValue extends {}>
 
   #receive(body: unknown, meta: MessageMeta): void {
     if (meta.kind !== INVALIDATION_KIND) return
+    // Our own plain, non-durable invalidation evicted here before it was sent: skip decoding it.
+    if (meta.self && isPlainBody(body)) return
     let message: InvalidationMessage | undefined
     try {
       message = decodeInvalidation(body, this.name)
@@ -550,6 +580,10 @@ function lazySql(herald: Herald): Sql<Record<string, unknown>> {
       (herald.sql as unknown as (...a: unknown[]) => unknown)(...args),
     get: (_target, property) => Reflect.get(herald.sql, property) as unknown,
   })
+}
+
+function isPlainBody(body: unknown): boolean {
+  return typeof body === 'object' && body !== null && !('p' in body) && !('l' in body)
 }
 
 function assertKey(key: unknown): asserts key is string {
