@@ -262,7 +262,10 @@ export class InvalidatingCache<TValue extends {}>
           all.length > this.#options.flushAboveKeys
             ? this.#broadcast({ flush: true }, undefined)
             : this.#broadcast({ keys: all }, undefined)
-        sent.then(created.done.resolve, created.done.reject)
+        sent.then(
+          () => created.done.resolve(),
+          (error: unknown) => created.done.reject(error),
+        )
       })
     }
     for (const key of keys) batch.keys.add(key)
