@@ -141,6 +141,20 @@ describe('lifecycle', () => {
     expect(Date.now() - begin).toBeLessThan(1_000)
   })
 
+  it('a start() that times out while connecting leaves no connection behind', async () => {
+    const applicationName = uniqueName('abandon').slice(0, 30)
+    const herald = newHerald({ connection: server.url, applicationName })
+    await expect(herald.start({ timeoutMs: 1 })).rejects.toMatchObject({ code: 'TIMEOUT' })
+    await waitFor(
+      async () => (await server.backendPids({ applicationName: `${applicationName}-listener` })).length === 0,
+      { timeoutMs: 5_000 },
+    )
+    // And the Herald can start again afterwards.
+    await herald.start()
+    expect(herald.connected).toBe(true)
+    await herald.close()
+  })
+
   it('subscribe() honours timeoutMs and signal and leaves no subscription behind', async () => {
     await using herald = await startedHerald({ connection: server.url })
     const controller = new AbortController()

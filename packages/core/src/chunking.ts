@@ -104,7 +104,8 @@ export class ChunkAssembler {
     return this.#pending.size
   }
 
-  accept(frame: string): AssembleResult {
+  /** Takes one frame received on `channel`; messages on different channels never mix. */
+  accept(frame: string, channel = ''): AssembleResult {
     const header = FRAME_HEADER.exec(frame)
     if (header === null) return invalid('has a malformed chunk header', frame)
     const [matched, id = '', indexText = '', countText = ''] = header
@@ -115,21 +116,22 @@ export class ChunkAssembler {
     }
     const now = this.#now()
     this.#expire(now)
-    let partial = this.#pending.get(id)
-    if (partial === undefined) {
-      if (this.#pending.size >= this.#maxPending) this.#dropOldest()
+    const slot = `${channel}\n${id}`
+    let partial = this.#pending.get(slot)
+    if (partial === undefined || partial.count !== count) {
+      // A frame that disagrees with what is pending starts over: the frames of one message
+      // commit together, so a stray (or forged) earlier frame must not sink the real message.
+      if (partial !== undefined) this.#pending.delete(slot)
+      else if (this.#pending.size >= this.#maxPending) this.#dropOldest()
       partial = { count, fragments: new Array<string | undefined>(count), received: 0, startedAt: now }
-      this.#pending.set(id, partial)
-    } else if (partial.count !== count) {
-      this.#pending.delete(id)
-      return invalid(`disagrees on the chunk count of message ${id}`, frame)
+      this.#pending.set(slot, partial)
     }
     if (partial.fragments[index] === undefined) {
       partial.fragments[index] = frame.slice(matched.length)
       partial.received++
     }
     if (partial.received < count) return { status: 'pending' }
-    this.#pending.delete(id)
+    this.#pending.delete(slot)
     return { status: 'complete', text: partial.fragments.join('') }
   }
 

@@ -49,25 +49,56 @@ export interface HeraldEvents {
   error: [error: HeraldError]
 }
 
-/** Anything with an `emit`: typed wrappers in each class keep the event map checked. */
+/** What safeEmit needs of an eventemitter3 emitter (its listener store is read directly). */
 export interface Emitting {
   emit(event: string, ...args: unknown[]): boolean
+  removeListener(
+    event: string,
+    fn?: (...args: never[]) => unknown,
+    context?: unknown,
+    once?: boolean,
+  ): unknown
+}
+
+interface Registered {
+  readonly fn: (...args: unknown[]) => unknown
+  readonly context: unknown
+  readonly once: boolean
 }
 
 /**
- * Emits without letting a throwing listener escape into the loop that emitted (a reconnect,
- * a notification dispatch): the throw is reported as an `error` event instead. eventemitter3
- * gives `error` no special meaning, so with no `error` listener an error is dropped quietly.
+ * Emits so that one throwing listener neither escapes into the loop that emitted (a reconnect,
+ * a notification dispatch) nor keeps the listeners after it from running: eventemitter3 stops
+ * at the first throw, and a cache that never hears `reconnected` would serve stale entries
+ * forever. Each throw is reported as an `error` event. eventemitter3 gives `error` no special
+ * meaning, so with no `error` listener an error is dropped quietly.
  */
-export function safeEmit(emitter: Emitting, name: string, ...args: unknown[]): void {
-  try {
-    emitter.emit(name, ...args)
-  } catch (cause) {
-    if (name === 'error') return
+export function safeEmit(target: object, name: string, ...args: unknown[]): void {
+  const emitter = target as Emitting
+  const store = (emitter as unknown as { _events?: Record<string, Registered | Registered[] | undefined> })
+    ._events
+  if (store === undefined) {
+    // Not eventemitter3's layout: fall back to its emit, isolating only the loop.
     try {
-      emitter.emit('error', new HeraldError('HANDLER_FAILED', `a '${name}' event listener threw`, { cause }))
-    } catch {
-      // An 'error' listener that throws has nowhere left to report to.
+      emitter.emit(name, ...args)
+    } catch (cause) {
+      report(emitter, name, cause)
+    }
+    return
+  }
+  const entry = store[name] ?? store[`~${name}`]
+  if (entry === undefined) return
+  for (const listener of Array.isArray(entry) ? [...entry] : [entry]) {
+    if (listener.once) emitter.removeListener(name, listener.fn, undefined, true)
+    try {
+      listener.fn.apply(listener.context, args)
+    } catch (cause) {
+      report(emitter, name, cause)
     }
   }
+}
+
+function report(emitter: Emitting, name: string, cause: unknown): void {
+  if (name === 'error') return
+  safeEmit(emitter, 'error', new HeraldError('HANDLER_FAILED', `a '${name}' event listener threw`, { cause }))
 }

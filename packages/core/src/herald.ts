@@ -164,7 +164,7 @@ export class Herald extends EventEmitter<HeraldEvents> implements AsyncDisposabl
     try {
       await listener.start({ signal, timeoutMs: options.timeoutMs ?? this.#options.connectTimeoutMs })
     } catch (error) {
-      await this.#release()
+      await this.#release(new HeraldError('NOT_STARTED', 'start() failed; call it again', { cause: error }))
       if (this.closed) throw closedError()
       this.#state = 'idle'
       this.#starting = undefined
@@ -189,7 +189,7 @@ export class Herald extends EventEmitter<HeraldEvents> implements AsyncDisposabl
     assertChannelName(channel)
     if (typeof handler !== 'function') throw new HeraldError('INVALID_OPTION', 'handler must be a function')
     const concurrency = options.concurrency ?? Number.POSITIVE_INFINITY
-    if (!(concurrency >= 1))
+    if (typeof concurrency !== 'number' || !(concurrency >= 1))
       throw new HeraldError('INVALID_OPTION', `concurrency must be >= 1, got ${concurrency}`)
     assertWaitOptions(options)
     const listener = this.#requireStarted()
@@ -230,6 +230,12 @@ export class Herald extends EventEmitter<HeraldEvents> implements AsyncDisposabl
     this.#requireStarted()
     const publisher = this.#publisher as Publisher
     if (options.tx !== undefined) {
+      if (typeof options.tx !== 'function') {
+        throw new HeraldError(
+          'INVALID_OPTION',
+          '`tx` must be a postgres.js transaction (the `tx` of sql.begin)',
+        )
+      }
       await publisher.publishInTransaction(options.tx, channel, kind, [body])
       return
     }
@@ -325,11 +331,11 @@ export class Herald extends EventEmitter<HeraldEvents> implements AsyncDisposabl
     this.removeAllListeners()
   }
 
-  async #release(): Promise<void> {
+  async #release(reason?: HeraldError): Promise<void> {
     const listener = this.#listener
     const ownSql = this.#ownSql
     this.#ownSql = undefined
-    await Promise.all([listener?.close(), ownSql?.end({ timeout: 1 }).catch(() => {})])
+    await Promise.all([listener?.close(reason), ownSql?.end({ timeout: 1 }).catch(() => {})])
   }
 
   #requireStarted(): ListenerConnection {
@@ -355,7 +361,7 @@ export class Herald extends EventEmitter<HeraldEvents> implements AsyncDisposabl
     if (subscriptions === undefined || this.#state === 'closing') return
     let text = payload
     if (isChunkFrame(payload)) {
-      const result = this.#assembler.accept(payload)
+      const result = this.#assembler.accept(payload, channel)
       if (result.status === 'pending') return
       if (result.status === 'invalid') return this.#refuse(channel, result.error)
       text = result.text

@@ -46,6 +46,8 @@ export class ListenerConnection {
   readonly #desired = new Set<string>()
   #state: State = 'idle'
   #session: Session | undefined
+  /** The session being opened, so close() can destroy it too. */
+  #opening: Session | undefined
   #live: Deferred<Session> = deferred()
   #attempt = 0
   #reconnectTimer: TimerHandle | undefined
@@ -90,11 +92,14 @@ export class ListenerConnection {
     for (let attempt = 0; ; attempt++) {
       if ((this.#state as State) === 'closed')
         throw new HeraldError('CLOSED', 'Herald was closed while starting')
+      const opening = this.#open()
       try {
-        const session = await raceWait(this.#open(), options, clock, 'start')
+        const session = await raceWait(opening, options, clock, 'start')
         this.#goLive(session)
         return
       } catch (error) {
+        // An abandoned attempt may still connect: never leave its session open.
+        opening.then((session) => this.#dispose(session, false)).catch(() => {})
         if (error instanceof HeraldError && (error.code === 'ABORTED' || error.code === 'TIMEOUT')) {
           throw new HeraldError(error.code, error.message, { cause: lastError ?? error.cause })
         }
@@ -110,7 +115,7 @@ export class ListenerConnection {
             },
           )
         }
-        await raceWait(sleep(clock, delay), options, clock, 'start')
+        await sleep(clock, delay, options.signal)
       }
     }
   }
@@ -150,15 +155,19 @@ export class ListenerConnection {
     })
   }
 
-  async close(): Promise<void> {
+  /**
+   * Closes for good. Waiting subscribers are rejected with `reason`: `CLOSED`, or `NOT_STARTED`
+   * when a failed `start()` tears the listener down and a later one may succeed.
+   */
+  async close(reason: HeraldError = new HeraldError('CLOSED', 'Herald is closed')): Promise<void> {
     if (this.#state === 'closed') return
     this.#state = 'closed'
     if (this.#reconnectTimer !== undefined) this.#options.clock.clearTimeout(this.#reconnectTimer)
     this.#reconnectTimer = undefined
-    this.#live.reject(new HeraldError('CLOSED', 'Herald is closed'))
-    const session = this.#session
+    this.#live.reject(reason)
+    const sessions = [this.#session, this.#opening].filter((session) => session !== undefined)
     this.#session = undefined
-    if (session !== undefined) await this.#dispose(session, true)
+    await Promise.all(sessions.map((session) => this.#dispose(session, session.backendPid !== 0)))
   }
 
   /** Opens a session: connect, check the server is a primary, LISTEN every desired channel. */
@@ -191,6 +200,7 @@ export class ListenerConnection {
       },
     } as Parameters<typeof createClient>[1])
     session = { client, socket, backendPid: 0, listening: new Map(), heartbeat: undefined, lost: false }
+    this.#opening = session
     try {
       // A connect that neither succeeds nor fails (a SYN into the void, a server stuck in
       // startup) must not stall the reconnect loop forever.
@@ -218,13 +228,16 @@ export class ListenerConnection {
           channels.map((channel) => `listen ${quoteChannel(channel)}`).join(';'),
         )
         for (const channel of channels) session.listening.set(channel, all)
-        await all
+        await raceWait(all, { timeoutMs: connectTimeoutMs }, this.#options.clock, 'LISTEN')
       }
+      if (this.#state === 'closed') throw new HeraldError('CLOSED', 'Herald is closed')
       return session
     } catch (error) {
       session.lost = true
       await this.#dispose(session, false)
       throw error
+    } finally {
+      if (this.#opening === session) this.#opening = undefined
     }
   }
 
@@ -318,6 +331,22 @@ function isPermanent(error: HeraldError): boolean {
   return state !== undefined && PERMANENT_STATES.has(state)
 }
 
-function sleep(clock: ResolvedOptions['clock'], ms: number): Promise<void> {
-  return new Promise((resolve) => clock.setTimeout(resolve, ms, true))
+/** A retry delay that keeps the process alive (a start is awaited) but ends at once on abort. */
+function sleep(clock: ResolvedOptions['clock'], ms: number, signal: AbortSignal | undefined): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const onAbort = (): void => {
+      clock.clearTimeout(timer)
+      reject(new HeraldError('ABORTED', 'start was aborted', { cause: signal?.reason }))
+    }
+    const timer = clock.setTimeout(
+      () => {
+        signal?.removeEventListener('abort', onAbort)
+        resolve()
+      },
+      ms,
+      true,
+    )
+    if (signal?.aborted === true) onAbort()
+    else signal?.addEventListener('abort', onAbort, { once: true })
+  })
 }

@@ -1,3 +1,4 @@
+import { randomBytes } from 'node:crypto'
 import type { Sql } from 'postgres'
 import { MAX_NOTIFY_BYTES, toFrames } from './chunking.js'
 import { encodeEnvelope, envelopeOverheadBytes } from './envelope.js'
@@ -40,7 +41,6 @@ export class Publisher {
   readonly #origin: string
   readonly #queues = new Map<string, Queue>()
   readonly #idle = new Set<() => void>()
-  #messageSeq = 0
   readonly #overheadByKind = new Map<string, number>()
   readonly stats: PublisherStats = { published: 0, notifies: 0, statements: 0 }
 
@@ -169,7 +169,8 @@ export class Publisher {
   }
 
   #nextMessageId(): string {
-    return `${this.#origin}.${(this.#messageSeq++).toString(36)}`
+    // Random, not a counter: a predictable id lets anyone pre-send a frame under it.
+    return randomBytes(9).toString('base64url')
   }
 
   async #send(

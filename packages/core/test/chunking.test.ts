@@ -72,11 +72,24 @@ describe('ChunkAssembler', () => {
     expect(result.status).toBe('invalid')
   })
 
-  it('refuses a frame that disagrees on the count, and drops that message', () => {
+  it('starts a message over when a frame disagrees with what is pending, so a forged frame cannot sink it', () => {
     const assembler = new ChunkAssembler()
-    expect(assembler.accept('~m:0:3\nx').status).toBe('pending')
-    expect(assembler.accept('~m:1:4\nx').status).toBe('invalid')
+    const real = toFrames('r'.repeat(20_000), 'id1')
+    expect(assembler.accept('~id1:0:7\nforged', 'orders').status).toBe('pending')
+    let text: string | undefined
+    for (const frame of real) {
+      const result = assembler.accept(frame, 'orders')
+      if (result.status === 'complete') text = result.text
+    }
+    expect(text).toBe('r'.repeat(20_000))
     expect(assembler.pending).toBe(0)
+  })
+
+  it('keeps messages with the same id on different channels apart', () => {
+    const assembler = new ChunkAssembler()
+    expect(assembler.accept('~same:0:2\na', 'one').status).toBe('pending')
+    expect(assembler.accept('~same:1:2\nb', 'two').status).toBe('pending')
+    expect(assembler.pending).toBe(2)
   })
 
   it('bounds partial messages by number and by age', () => {
