@@ -1,7 +1,8 @@
 import { uniqueName, waitFor, startPostgres, type PgServer } from '@herald/testing'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { InvalidatingCache } from '@herald/lru'
 import { readyCache } from '../support/caches.js'
-import { startedHerald } from '../support/heralds.js'
+import { newHerald, startedHerald } from '../support/heralds.js'
 
 let server: PgServer
 
@@ -176,5 +177,63 @@ describe('InvalidatingCache', () => {
     await other.invalidate('k')
     await waitFor(() => cache.get('k') === undefined)
     expect(errors).toEqual(['PAYLOAD_INVALID', 'PAYLOAD_INVALID'])
+  })
+
+  it('evicts in every cache of that name, even two on the same Herald', async () => {
+    await using herald = await startedHerald({ connection: server.url })
+    const name = uniqueName('twins')
+    const first = await readyCache<string>(herald, { name })
+    const second = await readyCache<string>(herald, { name })
+    first.set('k', 'old')
+    second.set('k', 'old')
+    await first.invalidate('k')
+    await waitFor(() => second.get('k') === undefined)
+    expect(first.get('k')).toBeUndefined()
+  })
+
+  it('does not cache a load that started before the cache went live', async () => {
+    const herald = newHerald({ connection: server.url })
+    const cache = new InvalidatingCache<string>({ herald, name: uniqueName('early'), max: 10 })
+    let open!: () => void
+    const gate = new Promise<void>((resolve) => (open = resolve))
+    // Read before the subscription exists: an invalidation now would go unheard.
+    const loading = cache.getOrLoad('k', async () => {
+      await gate
+      return 'read before live'
+    })
+    await herald.start()
+    await cache.ready()
+    open()
+    expect(await loading).toBe('read before live')
+    expect(cache.get('k')).toBeUndefined()
+    await cache.close()
+    await herald.close()
+  })
+
+  it('a cache built before a start() that fails goes live once a later start() succeeds', async () => {
+    const url = new URL(server.url)
+    const good = url.toString()
+    url.port = '1'
+    const herald = newHerald({ connection: good, listenConnection: url.toString(), connectTimeoutMs: 200 })
+    const cache = new InvalidatingCache<string>({ herald, name: uniqueName('late'), max: 10 })
+    await expect(herald.start({ timeoutMs: 300 })).rejects.toMatchObject({ code: 'CONNECTION_FAILED' })
+    await herald.close()
+    // A fresh Herald for the retry, the way an app restarts its startup sequence.
+    const retry = newHerald({ connection: good })
+    const again = new InvalidatingCache<string>({ herald: retry, name: uniqueName('late2'), max: 10 })
+    await retry.start()
+    await again.ready()
+    expect(again.set('k', 'v')).toBe(true)
+    await cache.close()
+    await again.close()
+    await retry.close()
+  })
+
+  it('close() resolves for a cache whose Herald never started', async () => {
+    const herald = newHerald({ connection: server.url })
+    const cache = new InvalidatingCache<string>({ herald, name: uniqueName('never'), max: 10 })
+    await herald.close()
+    await cache.close()
+    await expect(cache.ready()).rejects.toMatchObject({ code: 'CLOSED' })
   })
 })

@@ -25,7 +25,10 @@ export class DurableSync {
   readonly #hooks: DurableSyncHooks
   readonly #clock: Clock
   #position: LogPosition | undefined
-  /** Rows applied past the position: a read that returns them again must not evict twice. */
+  /**
+   * Rows a read applied past the position, so the next read does not evict them twice. Only
+   * reads count: a NOTIFY claiming a row could be forged, and must not make a read skip it.
+   */
   readonly #applied = new Map<string, bigint>()
   #timer: ReturnType<typeof setTimeout> | undefined
   #reading: Promise<void> | undefined
@@ -67,11 +70,6 @@ export class DurableSync {
     tx: TransactionClient | undefined,
   ): Promise<LogRef> {
     return this.#log.append(change, tx)
-  }
-
-  /** A row applied from its NOTIFY. */
-  noteApplied(ref: LogRef): void {
-    this.#applied.set(ref.id, BigInt(ref.tx))
   }
 
   /** After a gap: read what was missed instead of flushing. Resolves when it has been applied. */

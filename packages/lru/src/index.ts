@@ -4,3 +4,13 @@ export type { CacheEvents, EvictEvent, EvictReason, FlushEvent, ReplayEvent } fr
 export type { DurableOptions, InvalidatingCacheOptions, LruOptions } from './options.js'
 export { INVALIDATION_KIND } from './invalidation-message.js'
 export { LOG_SCHEMA_VERSION, logTableSql } from './schema.js'
+export {
+  installInvalidationTrigger,
+  removeInvalidationTrigger,
+  listInvalidationTriggers,
+  invalidationTriggerSql,
+  TRIGGER_ORIGIN,
+  type InvalidationTriggerOptions,
+  type InvalidationTriggerTarget,
+  type InvalidationTriggerInfo,
+} from './trigger.js'

@@ -2,6 +2,7 @@ import { randomBytes } from 'node:crypto'
 import {
   deferred,
   HeraldError,
+  toConnectionError,
   safeEmit,
   type Herald,
   type MessageMeta,
@@ -62,6 +63,8 @@ export interface CacheStats {
   readonly flushes: number
   /** Durable log rows applied by replays and polls (a missed NOTIFY made good). */
   readonly replayedRows: number
+  /** Transactional invalidations of this instance whose commit it has not seen yet. */
+  readonly pendingInvalidations: number
   /** Entries cached now. */
   readonly size: number
   /** Subscribed and connected: the cache may store. */
@@ -100,6 +103,11 @@ export class InvalidatingCache<TValue extends {}>
   readonly #ready: Promise<void>
   #subscription: Subscription | undefined
   #live = false
+  readonly #closing = new AbortController()
+  /** This cache's id in its messages: another cache of the same name on this Herald is not "self". */
+  readonly #instance = randomBytes(6).toString('base64url')
+  /** Bumped by every gap, so only the newest replay may make the cache live again. */
+  #generation = 0
   #closed = false
   /** Why the entries being disposed now leave; anything lru-cache disposes on its own is lru/ttl/set. */
   #evicting: EvictReason | undefined
@@ -136,10 +144,7 @@ export class InvalidatingCache<TValue extends {}>
       this.#durable = new DurableSync(log, durable, clock, {
         apply: (row) => this.#apply(row),
         flush: () => this.#flush('gap'),
-        replayed: (rows, durationMs) => {
-          if (!this.#closed) this.#live = this.#options.herald.connected
-          safeEmit(this, 'replay', { rows, durationMs })
-        },
+        replayed: (rows, durationMs) => safeEmit(this, 'replay', { rows, durationMs }),
         error: (error, context) => this.#emitError(error, context),
       })
     }
@@ -157,7 +162,7 @@ export class InvalidatingCache<TValue extends {}>
 
   /** The cached value, or `undefined`. Synchronous. */
   get(key: string): TValue | undefined {
-    if (typeof key !== 'string') throw invalidKey(key)
+    if (typeof key !== 'string' || key === '') throw invalidKey(key)
     if (!this.#live && this.#bypass) {
       this.#bypassed++
       this.#misses++
@@ -170,7 +175,7 @@ export class InvalidatingCache<TValue extends {}>
   }
 
   has(key: string): boolean {
-    if (typeof key !== 'string') throw invalidKey(key)
+    if (typeof key !== 'string' || key === '') throw invalidKey(key)
     return (this.#live || !this.#bypass) && this.#lru.has(key)
   }
 
@@ -183,6 +188,12 @@ export class InvalidatingCache<TValue extends {}>
     assertKey(key)
     const tags = checkTags(options.tags)
     if (!this.#storable(key, tags)) return false
+    // A load of this key still running read the row earlier than this value: it must not win.
+    const load = this.#loads.get(key)
+    if (load !== undefined) {
+      load.stale = true
+      this.#loads.delete(key)
+    }
     this.#store(key, value, tags, options.ttl)
     return true
   }
@@ -197,9 +208,9 @@ export class InvalidatingCache<TValue extends {}>
     loader: () => TValue | Promise<TValue>,
     options: SetOptions = {},
   ): Promise<TValue> {
+    if (typeof loader !== 'function') throw new HeraldError('INVALID_OPTION', 'loader must be a function')
     const hit = this.get(key)
     if (hit !== undefined) return hit
-    if (typeof loader !== 'function') throw new HeraldError('INVALID_OPTION', 'loader must be a function')
     const running = this.#loads.get(key)
     if (running !== undefined) {
       this.#coalesced++
@@ -322,6 +333,7 @@ export class InvalidatingCache<TValue extends {}>
       invalidationsReceived: this.#invalidationsReceived,
       flushes: this.#flushes,
       replayedRows: this.#durable?.appliedRows ?? 0,
+      pendingInvalidations: this.#pending.size,
       size: this.#lru.size,
       live: this.#live,
     }
@@ -341,6 +353,8 @@ export class InvalidatingCache<TValue extends {}>
     this.#options.herald.off('reconnected', this.#onReconnected)
     if (this.#pendingTimer !== undefined) clearTimeout(this.#pendingTimer)
     this.#pendingTimer = undefined
+    // A subscribe still waiting (for start(), for the database) must not hold close() up.
+    this.#closing.abort(new HeraldError('CLOSED', 'the cache was closed'))
     await this.#ready.catch(() => {})
     await this.#durable?.close()
     await this.#subscription?.unsubscribe()
@@ -353,16 +367,20 @@ export class InvalidatingCache<TValue extends {}>
 
   async #attach(): Promise<void> {
     const { herald, channel } = this.#options
+    const signal = this.#closing.signal
     await this.#durable?.prepare()
     for (;;) {
       if (this.#closed) throw new HeraldError('CLOSED', 'the cache was closed')
       try {
-        this.#subscription = await herald.subscribe(channel, (body, meta) => this.#receive(body, meta))
+        this.#subscription = await herald.subscribe(channel, (body, meta) => this.#receive(body, meta), {
+          signal,
+        })
         break
       } catch (error) {
-        // A cache may be built before herald.start(): subscribe once it has connected.
+        // A cache may be built before herald.start() (or during one that fails): subscribe
+        // once it has connected.
         if (error instanceof HeraldError && error.code === 'NOT_STARTED') {
-          await new Promise<void>((resolve) => herald.once('connected', () => resolve()))
+          await untilConnected(herald, signal)
           continue
         }
         throw error
@@ -375,6 +393,8 @@ export class InvalidatingCache<TValue extends {}>
     // LISTEN is live, so every row committed from here on also arrives as a NOTIFY: the log
     // position taken now is where this (empty) cache stands.
     await this.#durable?.start()
+    // A load that began before now may have read a row whose invalidation we could not hear.
+    this.#markLoadsStale()
     this.#live = herald.connected
   }
 
@@ -411,6 +431,7 @@ export class InvalidatingCache<TValue extends {}>
       }
       const body = encodeInvalidation({
         cache: this.name,
+        instance: this.#instance,
         keys: change.keys,
         tags: change.tags,
         flush: change.flush,
@@ -425,14 +446,14 @@ export class InvalidatingCache<TValue extends {}>
     } catch (error) {
       // Nothing will commit, so nothing will release the block.
       if (pendingId !== undefined) this.#pending.release(pendingId)
-      throw error
+      throw toConnectionError(error, `invalidating cache ${this.name} failed`)
     }
   }
 
   #receive(body: unknown, meta: MessageMeta): void {
     if (meta.kind !== INVALIDATION_KIND) return
-    // Our own plain, non-durable invalidation evicted here before it was sent: skip decoding it.
-    if (meta.self && isPlainBody(body)) return
+    // Our own plain invalidation evicted here before it was sent: skip even decoding it.
+    if (meta.self && isOwnPlainBody(body, this.#instance)) return
     let message: InvalidationMessage | undefined
     try {
       message = decodeInvalidation(body, this.name)
@@ -441,14 +462,13 @@ export class InvalidatingCache<TValue extends {}>
       return
     }
     if (message === undefined) return
-    if (message.logRef !== undefined) this.#durable?.noteApplied(message.logRef)
-    // Our own plain invalidation already evicted here before it was sent, and loads it
-    // overlapped were marked then; our own transactional one arrives at commit and must
-    // evict again, since a load between the call and the commit read the old row.
-    if (meta.self && message.pendingId === undefined) return
+    const mine = meta.self && message.instance === this.#instance
+    // Our own transactional invalidation arrives at commit and must evict again: a load
+    // between the call and the commit read the old row.
+    if (mine && message.pendingId === undefined) return
     this.#invalidationsReceived++
     this.#apply(message)
-    if (meta.self && message.pendingId !== undefined) this.#pending.release(message.pendingId)
+    if (mine && message.pendingId !== undefined) this.#pending.release(message.pendingId)
   }
 
   #apply(change: Pick<InvalidationMessage, 'keys' | 'tags' | 'flush'>): void {
@@ -513,17 +533,22 @@ export class InvalidatingCache<TValue extends {}>
 
   readonly #onDisconnected = (): void => {
     this.#live = false
+    this.#generation++
   }
 
   readonly #onReconnected = (): void => {
     if (this.#subscription === undefined || this.#closed) return
     // Anything loaded across the gap may predate an invalidation we never received.
     this.#markLoadsStale()
+    const generation = ++this.#generation
     if (this.#durable === undefined) {
       this.#flush('gap')
       this.#live = true
     } else {
-      void this.#durable.replay()
+      void this.#durable.replay().then(() => {
+        // A newer gap started meanwhile: its own replay decides.
+        if (generation === this.#generation && !this.#closed) this.#live = this.#options.herald.connected
+      })
     }
     // Our own commit messages sent during the gap are lost: ask which transactions ended.
     void this.#checkPending(0)
@@ -562,17 +587,7 @@ export class InvalidatingCache<TValue extends {}>
   }
 
   #emitError(error: unknown, context: string): void {
-    const wrapped =
-      error instanceof HeraldError
-        ? error
-        : new HeraldError(
-            'CONNECTION_FAILED',
-            `${context}: ${error instanceof Error ? error.message : String(error)}`,
-            {
-              cause: error,
-            },
-          )
-    safeEmit(this, 'error', wrapped)
+    safeEmit(this, 'error', toConnectionError(error, context))
   }
 }
 
@@ -585,8 +600,27 @@ function lazySql(herald: Herald): Sql<Record<string, unknown>> {
   })
 }
 
-function isPlainBody(body: unknown): boolean {
-  return typeof body === 'object' && body !== null && !('p' in body) && !('l' in body)
+function isOwnPlainBody(body: unknown, instance: string): boolean {
+  return (
+    typeof body === 'object' && body !== null && (body as { i?: unknown }).i === instance && !('p' in body)
+  )
+}
+
+/** Resolves at the Herald's next `connected`, or rejects when `signal` aborts. */
+function untilConnected(herald: Herald, signal: AbortSignal): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const onConnected = (): void => {
+      signal.removeEventListener('abort', onAbort)
+      resolve()
+    }
+    const onAbort = (): void => {
+      herald.off('connected', onConnected)
+      reject(signal.reason)
+    }
+    if (signal.aborted) return onAbort()
+    herald.once('connected', onConnected)
+    signal.addEventListener('abort', onAbort, { once: true })
+  })
 }
 
 function assertKey(key: unknown): asserts key is string {

@@ -13,12 +13,14 @@ export const INVALIDATION_KIND = 'invalidate'
  * {"c":"users","f":1}                     // evict everything
  * ```
  *
- * Optional: `p`, the id of a transactional invalidation (its publisher stops blocking those
+ * Optional: `i`, the id of the sending cache instance; `p`, the id of a transactional invalidation (its publisher stops blocking those
  * keys when its own message arrives, that is, at commit); `l`, `[id, txid]` of the durable
  * log row that recorded it (as text).
  */
 export interface InvalidationMessage {
   readonly cache: string
+  /** The sending cache instance (`i`): with several caches of one name on one Herald, only the sender skips its own. */
+  readonly instance: string | undefined
   readonly keys: readonly string[] | undefined
   readonly tags: readonly string[] | undefined
   readonly flush: boolean
@@ -36,6 +38,7 @@ export function encodeInvalidation(
   message: Omit<InvalidationMessage, 'flush'> & { flush?: boolean | undefined },
 ): Record<string, unknown> {
   const body: Record<string, unknown> = { c: message.cache }
+  if (message.instance !== undefined) body['i'] = message.instance
   if (message.keys !== undefined) body['k'] = message.keys
   if (message.tags !== undefined) body['t'] = message.tags
   if (message.flush === true) body['f'] = 1
@@ -60,7 +63,8 @@ export function decodeInvalidation(body: unknown, cache: string): InvalidationMe
   if (keys === undefined && tags === undefined && !flush) throw invalid('has none of "k", "t", "f"')
   const pendingId = record['p']
   if (pendingId !== undefined && typeof pendingId !== 'string') throw invalid('has a non-string "p"')
-  return { cache, keys, tags, flush, pendingId, logRef: logRef(record['l']) }
+  const instance = typeof record['i'] === 'string' ? record['i'] : undefined
+  return { cache, instance, keys, tags, flush, pendingId, logRef: logRef(record['l']) }
 }
 
 function stringList(value: unknown, field: string): string[] | undefined {

@@ -124,6 +124,9 @@ export function resolveCacheOptions<TValue extends {}>(
       `onDisconnect must be 'bypass' or 'serve-stale', got ${String(onDisconnect)}`,
     )
   }
+  if (lru.maxSize !== undefined && lru.sizeCalculation === undefined) {
+    throw new HeraldError('INVALID_OPTION', 'maxSize needs sizeCalculation: set() takes no size of its own')
+  }
   if (lru.max === undefined && lru.maxSize === undefined && lru.ttl === undefined) {
     throw new HeraldError(
       'INVALID_OPTION',

@@ -20,7 +20,8 @@ create table if not exists ${s}.cache_invalidations (
   tags jsonb,
   flush boolean not null default false,
   tx xid8 not null default pg_current_xact_id(),
-  created_at timestamptz not null default now()
+  -- clock_timestamp(), not now(): a long transaction's row must not look old the moment it commits.
+  created_at timestamptz not null default clock_timestamp()
 );
 create index if not exists cache_invalidations_created_at on ${s}.cache_invalidations (created_at);
 create table if not exists ${s}.cache_invalidations_pruned (

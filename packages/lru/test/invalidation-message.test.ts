@@ -5,15 +5,25 @@ describe('invalidation message', () => {
   it('round-trips keys, tags, flush, a pending id and a log reference', () => {
     const body = encodeInvalidation({
       cache: 'users',
+      instance: 'c1',
       keys: ['user:1'],
       tags: ['org:7'],
       flush: true,
       pendingId: 'abc',
       logRef: { id: '12', tx: '900' },
     })
-    expect(body).toEqual({ c: 'users', k: ['user:1'], t: ['org:7'], f: 1, p: 'abc', l: ['12', '900'] })
+    expect(body).toEqual({
+      c: 'users',
+      i: 'c1',
+      k: ['user:1'],
+      t: ['org:7'],
+      f: 1,
+      p: 'abc',
+      l: ['12', '900'],
+    })
     expect(decodeInvalidation(body, 'users')).toEqual({
       cache: 'users',
+      instance: 'c1',
       keys: ['user:1'],
       tags: ['org:7'],
       flush: true,
