@@ -8,6 +8,7 @@ import { describeMachine } from './lib/machine.js'
 import { readOptions } from './lib/options.js'
 import { benchServer } from './lib/postgres.js'
 import { text, writeReport } from './lib/report.js'
+import { lockRelease } from './lock-release.js'
 import { lruGet } from './lru-get.js'
 import { lruGetOrLoad } from './lru-get-or-load.js'
 import { lruInvalidationThroughput } from './lru-invalidation-throughput.js'
@@ -20,6 +21,7 @@ const BENCHMARKS: readonly Benchmark[] = [
   lruGetOrLoad,
   lruInvalidationThroughput,
   lruMemory,
+  lockRelease,
 ]
 async function main(): Promise<void> {
   const options = readOptions(process.env)

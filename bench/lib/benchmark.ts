@@ -28,6 +28,8 @@ export interface ContenderResult {
   readonly label: string
   /** Latency in milliseconds. */
   readonly summary: Summary
+  /** Samples discarded before those kept, when a benchmark's contenders differ (else the run's warm-up). */
+  readonly discarded?: number
 }
 
 /** How one contender fares against another: `of` / `to`, so below 1 means `of` is faster. */

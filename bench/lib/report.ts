@@ -205,9 +205,20 @@ function targetLine(result: LatencyResult, comparison: Comparison): string | und
 }
 
 function samplesLine(result: LatencyResult, options: BenchOptions): string {
-  const samples = result.contenders[0]?.summary.samples ?? 0
   const quick = options.quick ? ' Quick run: not for publishing.' : ''
-  return `${thousands(samples)} samples per contender after ${thousands(options.warmup)} discarded.${quick}`
+  const counts = result.contenders.map((contender) => ({
+    name: contender.name,
+    samples: contender.summary.samples,
+    discarded: contender.discarded ?? options.warmup,
+  }))
+  const [first] = counts
+  if (counts.every((count) => count.samples === first?.samples && count.discarded === first.discarded)) {
+    return `${thousands(first?.samples ?? 0)} samples per contender after ${thousands(first?.discarded ?? 0)} discarded.${quick}`
+  }
+  const each = counts.map(
+    (count) => `${thousands(count.samples)} for ${count.name} after ${thousands(count.discarded)} discarded`,
+  )
+  return `Samples: ${each.join(', ')}.${quick}`
 }
 
 function machineLine(machine: Machine): string {

@@ -2,6 +2,7 @@ import {
   createClient,
   Heartbeat,
   HeraldError,
+  raceWait,
   quoteIdentifier,
   systemClock,
   type ConnectionConfig,
@@ -57,24 +58,45 @@ export class HolderSession {
     }
     const token = rows[0]?.token
     if (token === undefined) return undefined
+    if (this.#client !== client) {
+      // The session was lost or closed while the statement ran (postgres.js may even have run
+      // it on a fresh backend that is being ended): whatever was taken is not ours to keep.
+      await client`select pg_advisory_unlock(${key.toString()}::bigint)`.catch(() => {})
+      return undefined
+    }
     this.#held++
     this.#watch(client)
     return BigInt(token)
   }
 
   /** Unlocks; resolves once the server has let go, so a waiter woken after it finds it free. */
+  /**
+   * Unlocks; resolves once the server has let go, so a waiter woken after it finds it free. A
+   * session that does not answer within `heartbeatMs` is given up (the server frees its locks
+   * when it notices), so a release never hangs on a half-open connection.
+   */
   async unlock(key: bigint): Promise<void> {
     const client = this.#client
     if (client === undefined) return
-    this.#held = Math.max(0, this.#held - 1)
-    if (this.#held === 0) this.#stopWatching()
-    await client`select pg_advisory_unlock(${key.toString()}::bigint)`
-  }
-
-  get backendPid(): Promise<number | undefined> {
-    const client = this.#client
-    if (client === undefined) return Promise.resolve(undefined)
-    return client<{ pid: number }[]>`select pg_backend_pid() as pid`.then((rows) => rows[0]?.pid)
+    try {
+      await raceWait(
+        client`select pg_advisory_unlock(${key.toString()}::bigint)`,
+        { timeoutMs: this.#options.heartbeatMs },
+        systemClock,
+        'unlock',
+      )
+    } catch (error) {
+      this.#lose(
+        client,
+        new HeraldError('LOCK_LOST', 'the lock session did not answer the unlock', { cause: error }),
+      )
+      throw error
+    } finally {
+      if (this.#client === client) {
+        this.#held = Math.max(0, this.#held - 1)
+        if (this.#held === 0) this.#stopWatching()
+      }
+    }
   }
 
   async close(): Promise<void> {

@@ -18,11 +18,6 @@ export interface EnterOptions {
 export class LocalQueue {
   readonly #slots = new Map<string, Slot>()
 
-  /** Waiting callers for `name` in this process (the holder not counted). */
-  waiting(name: string): number {
-    return this.#slots.get(name)?.waiting.length ?? 0
-  }
-
   /** Takes the slot if free; returns whether it did. */
   tryEnter(name: string): boolean {
     const slot = this.#slots.get(name)

@@ -4,6 +4,7 @@ import {
   raceWait,
   safeEmit,
   systemClock,
+  toConnectionError,
   type WaitOptions,
 } from '@herald/core'
 import { EventEmitter } from 'eventemitter3'
@@ -39,6 +40,8 @@ export class Locks extends EventEmitter<LocksEvents> implements AsyncDisposable 
   readonly #watch: ReleaseWatch
   readonly #session: HolderSession
   readonly #held = new Set<Lock>()
+  /** Locks still occupying their name's in-process slot. */
+  readonly #slots = new Set<Lock>()
   #prepared: Promise<unknown> | undefined
   #closed = false
   #waiting = 0
@@ -83,7 +86,20 @@ export class Locks extends EventEmitter<LocksEvents> implements AsyncDisposable 
           // Register before trying: a release between a failed try and the wait still wakes us.
           const wait = this.#watch.wait(key)
           try {
-            const lock = await this.#try(name, key)
+            const attempt = this.#try(name, key)
+            let lock: Lock | undefined
+            try {
+              lock = await raceWait(attempt, remaining(), systemClock, `acquire ${name}`)
+            } catch (error) {
+              // Given up while the attempt ran: a lock it still gets must go straight back.
+              attempt
+                .then(
+                  (late) => late?.release(),
+                  () => {},
+                )
+                .catch(() => {})
+              throw error
+            }
             if (lock !== undefined) return lock
             await raceWait(wait.woken, remaining(), systemClock, `acquire ${name}`)
           } finally {
@@ -165,7 +181,7 @@ export class Locks extends EventEmitter<LocksEvents> implements AsyncDisposable 
     if (this.#closed) return
     this.#closed = true
     await Promise.allSettled([...this.#held].map((lock) => lock.release()))
-    await this.#watch.close()
+    this.#watch.close()
     await this.#session.close()
   }
 
@@ -177,7 +193,9 @@ export class Locks extends EventEmitter<LocksEvents> implements AsyncDisposable 
     this.#prepared ??= Promise.all([
       this.#watch.ready(),
       this.#options.migrate ? ensureLockTables(this.#options.herald.sql, this.#options.schema) : undefined,
-    ])
+    ]).catch((error: unknown) => {
+      throw toConnectionError(error, 'preparing the locks failed')
+    })
     this.#prepared.catch(() => {
       this.#prepared = undefined
     })
@@ -185,11 +203,22 @@ export class Locks extends EventEmitter<LocksEvents> implements AsyncDisposable 
   }
 
   async #try(name: string, key: bigint): Promise<Lock | undefined> {
-    const token = await this.#session.tryLock(key, name)
+    let token: bigint | undefined
+    try {
+      token = await this.#session.tryLock(key, name)
+    } catch (error) {
+      throw toConnectionError(error, `taking lock ${name} failed`)
+    }
     if (token === undefined) return undefined
+    if (this.#closed) {
+      // close() ran meanwhile: it has already released what it knew about.
+      await this.#session.unlock(key).catch(() => {})
+      throw new HeraldError('CLOSED', 'these Locks are closed')
+    }
     this.#acquired++
     const lock: Lock = new Lock(name, token, () => this.#release(lock, key))
     this.#held.add(lock)
+    this.#slots.add(lock)
     return lock
   }
 
@@ -197,28 +226,46 @@ export class Locks extends EventEmitter<LocksEvents> implements AsyncDisposable 
     // A lost lock was already dropped from #held: its session, and so its lock, is gone.
     const wasHeld = this.#held.delete(lock)
     try {
-      if (wasHeld) {
-        // Unlock first and only then announce it, so a woken waiter finds the lock free.
+      if (!wasHeld) return
+      // Unlock first and only then announce it, so a woken waiter finds the lock free.
+      try {
         await this.#session.unlock(key)
-        this.#released++
+      } catch (error) {
+        // The session is given up, which frees the lock on the server; sweeps find it.
+        this.#emitError(toConnectionError(error, `releasing ${lock.name} failed`))
+        return
+      }
+      this.#released++
+      try {
         await this.#options.herald.publish(
           this.#options.channel,
           { k: key.toString() },
           { kind: RELEASE_KIND },
         )
+      } catch (error) {
+        // The lock is free; waiters elsewhere will find it by their sweep.
+        this.#emitError(toConnectionError(error, `announcing the release of ${lock.name} failed`))
       }
     } finally {
-      this.#local.leave(lock.name)
+      this.#leaveSlot(lock)
     }
   }
 
+  /** Frees the in-process slot of `lock` once, whether by release or by loss. */
+  #leaveSlot(lock: Lock): void {
+    if (this.#slots.delete(lock)) this.#local.leave(lock.name)
+  }
+
   #loseAll(error: HeraldError): void {
-    for (const lock of this.#held) {
+    const lost = [...this.#held]
+    this.#held.clear()
+    for (const lock of lost) {
       this.#lost++
       lock.lose(error)
+      // The server freed it, so local waiters may try now, as remote ones can.
+      this.#leaveSlot(lock)
       safeEmit(this, 'lost', { name: lock.name, token: lock.token, error })
     }
-    this.#held.clear()
   }
 
   #assertOpen(): void {

@@ -35,12 +35,6 @@ export class ReleaseWatch {
     options.herald.on('reconnected', this.#onReconnected)
   }
 
-  get waiting(): number {
-    let count = 0
-    for (const set of this.#waiters.values()) count += set.size
-    return count
-  }
-
   get sweeps(): number {
     return this.#sweeps
   }
@@ -92,15 +86,15 @@ export class ReleaseWatch {
     return new Set(rows.map((row) => row.k))
   }
 
-  async close(): Promise<void> {
+  close(): void {
     this.#closed = true
     this.#options.herald.off('reconnected', this.#onReconnected)
     if (this.#sweepTimer !== undefined) clearTimeout(this.#sweepTimer)
     this.#sweepTimer = undefined
     for (const set of this.#waiters.values()) for (const waiter of set) waiter.wake()
     this.#waiters.clear()
-    const subscription = await this.#subscription?.catch(() => undefined)
-    await subscription?.unsubscribe()
+    // A subscribe still waiting for the listener must not hold close() up: drop it when it lands.
+    void this.#subscription?.then((subscription) => subscription.unsubscribe()).catch(() => {})
   }
 
   #wakeAll(id: string): void {
@@ -145,6 +139,7 @@ export class ReleaseWatch {
     this.#sweeps++
     try {
       const free = await this.free([...this.#waiters.keys()].map((id) => BigInt(id)))
+      if (this.#closed) return
       for (const id of free) this.#wakeAll(id)
     } catch (error) {
       this.#options.onError(
