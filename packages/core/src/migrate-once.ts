@@ -9,9 +9,16 @@ const done = new WeakMap<object, Map<string, Promise<void>>>()
 /**
  * Runs idempotent DDL once per client and `id`, holding the migration lock. The lock and the
  * DDL travel as one multi-statement simple query, which Postgres runs as one implicit
- * transaction: the lock covers every statement without `begin()`.
+ * transaction: the lock covers every statement without `begin()`. When every one of `tables`
+ * (qualified, quoted names) already exists nothing is run: even `create ... if not exists`
+ * needs CREATE privileges that a role which only reads or writes the tables lacks.
  */
-export function migrateOnce(sql: Sql<Record<string, unknown>>, id: string, ddl: string): Promise<void> {
+export function migrateOnce(
+  sql: Sql<Record<string, unknown>>,
+  id: string,
+  ddl: string,
+  tables: readonly string[] = [],
+): Promise<void> {
   let byId = done.get(sql)
   if (byId === undefined) {
     byId = new Map()
@@ -20,12 +27,22 @@ export function migrateOnce(sql: Sql<Record<string, unknown>>, id: string, ddl: 
   let migration = byId.get(id)
   if (migration === undefined) {
     const runs = byId
-    migration = sql.unsafe(`select pg_advisory_xact_lock(${MIGRATION_LOCK});\n${ddl}`).then(() => undefined)
+    migration = (async () => {
+      if (tables.length > 0 && (await allExist(sql, tables))) return
+      await sql.unsafe(`select pg_advisory_xact_lock(${MIGRATION_LOCK});\n${ddl}`)
+    })()
     // A failed migration may be retried by the next caller.
     migration.catch(() => runs.delete(id))
     byId.set(id, migration)
   }
   return migration
+}
+
+async function allExist(sql: Sql<Record<string, unknown>>, tables: readonly string[]): Promise<boolean> {
+  const [row] = await sql<{ missing: number }[]>`
+    select count(*) filter (where to_regclass(name) is null)::int as missing
+    from json_array_elements_text(${JSON.stringify(tables)}::text::json) as name`
+  return row?.missing === 0
 }
 
 /** Quotes an identifier (a schema or table name) for DDL. */

@@ -18,5 +18,7 @@ create table if not exists ${s}.lock_tokens (
 
 /** Creates the token table on first use; safe when many instances start at once. */
 export function ensureLockTables(sql: Sql<Record<string, unknown>>, schema: string): Promise<void> {
-  return migrateOnce(sql, `lock-tokens:${LOCK_SCHEMA_VERSION}:${schema}`, lockTableSql(schema))
+  return migrateOnce(sql, `lock-tokens:${LOCK_SCHEMA_VERSION}:${schema}`, lockTableSql(schema), [
+    `${quoteIdentifier(schema)}.lock_tokens`,
+  ])
 }

@@ -32,5 +32,9 @@ create table if not exists ${s}.cache_invalidations_pruned (
 
 /** Creates the log tables on first use; safe when many instances start at once. */
 export function ensureLogTables(sql: Sql<Record<string, unknown>>, schema: string): Promise<void> {
-  return migrateOnce(sql, `lru-log:${LOG_SCHEMA_VERSION}:${schema}`, logTableSql(schema))
+  const s = quoteIdentifier(schema)
+  return migrateOnce(sql, `lru-log:${LOG_SCHEMA_VERSION}:${schema}`, logTableSql(schema), [
+    `${s}.cache_invalidations`,
+    `${s}.cache_invalidations_pruned`,
+  ])
 }
