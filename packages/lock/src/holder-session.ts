@@ -75,12 +75,16 @@ export class HolderSession {
    * session that does not answer within `heartbeatMs` is given up (the server frees its locks
    * when it notices), so a release never hangs on a half-open connection.
    */
-  async unlock(key: bigint): Promise<void> {
+  async unlock(key: bigint, announce?: (session: Sql) => Promise<void>): Promise<void> {
     const client = this.#client
     if (client === undefined) return
+    // The announcement is queued right behind the unlock on the same connection: it runs only
+    // after the unlock has taken effect, yet both cost a single round trip.
+    const unlocked = client`select pg_advisory_unlock(${key.toString()}::bigint)`.execute()
+    const announced = announce?.(client)
     try {
       await raceWait(
-        client`select pg_advisory_unlock(${key.toString()}::bigint)`,
+        Promise.all([unlocked, announced]),
         { timeoutMs: this.#options.heartbeatMs },
         systemClock,
         'unlock',

@@ -5,6 +5,7 @@ import {
   safeEmit,
   systemClock,
   toConnectionError,
+  type TransactionClient,
   type WaitOptions,
 } from '@herald/core'
 import { EventEmitter } from 'eventemitter3'
@@ -227,25 +228,27 @@ export class Locks extends EventEmitter<LocksEvents> implements AsyncDisposable 
     const wasHeld = this.#held.delete(lock)
     try {
       if (!wasHeld) return
-      // Unlock first and only then announce it, so a woken waiter finds the lock free.
+      // Unlock first and only then announce it, so a woken waiter finds the lock free: the
+      // release message goes out on the lock session, queued behind the unlock.
       try {
-        await this.#session.unlock(key)
+        await this.#session.unlock(key, async (session) => {
+          try {
+            await this.#options.herald.publish(
+              this.#options.channel,
+              { k: key.toString() },
+              { kind: RELEASE_KIND, tx: session as unknown as TransactionClient },
+            )
+          } catch (error) {
+            // The lock is free; waiters elsewhere find it by their sweep.
+            this.#emitError(toConnectionError(error, `announcing the release of ${lock.name} failed`))
+          }
+        })
       } catch (error) {
         // The session is given up, which frees the lock on the server; sweeps find it.
         this.#emitError(toConnectionError(error, `releasing ${lock.name} failed`))
         return
       }
       this.#released++
-      try {
-        await this.#options.herald.publish(
-          this.#options.channel,
-          { k: key.toString() },
-          { kind: RELEASE_KIND },
-        )
-      } catch (error) {
-        // The lock is free; waiters elsewhere will find it by their sweep.
-        this.#emitError(toConnectionError(error, `announcing the release of ${lock.name} failed`))
-      }
     } finally {
       this.#leaveSlot(lock)
     }
