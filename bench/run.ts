@@ -4,6 +4,7 @@
  */
 import os from 'node:os'
 import type { Benchmark, BenchmarkResult } from './lib/benchmark.js'
+import { configPropagation } from './config-propagation.js'
 import { describeMachine } from './lib/machine.js'
 import { readOptions } from './lib/options.js'
 import { benchServer } from './lib/postgres.js'
@@ -22,6 +23,7 @@ const BENCHMARKS: readonly Benchmark[] = [
   lruInvalidationThroughput,
   lruMemory,
   lockRelease,
+  configPropagation,
 ]
 async function main(): Promise<void> {
   const options = readOptions(process.env)
