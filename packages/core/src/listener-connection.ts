@@ -79,7 +79,6 @@ export class ListenerConnection {
       reconnects: this.#reconnects,
       lastHeartbeatAt: this.#lastHeartbeatAt,
       heartbeatRoundTripMs: this.#lastRoundTripMs,
-      channels: this.#desired.size,
     }
   }
 
@@ -219,7 +218,6 @@ export class ListenerConnection {
         })
       }
       session.backendPid = row.pid
-      session.socket = socket
       const channels = [...this.#desired]
       if (channels.length > 0) {
         // One round trip for every channel: a reconnect under 1,000 channels stays fast.

@@ -25,8 +25,6 @@ export interface PublisherStats {
   published: number
   /** NOTIFY calls made: fewer than `published` when coalesced, more when chunked. */
   notifies: number
-  /** Statements sent. */
-  statements: number
 }
 
 /**
@@ -42,7 +40,7 @@ export class Publisher {
   readonly #queues = new Map<string, Queue>()
   readonly #idle = new Set<() => void>()
   readonly #overheadByKind = new Map<string, number>()
-  readonly stats: PublisherStats = { published: 0, notifies: 0, statements: 0 }
+  readonly stats: PublisherStats = { published: 0, notifies: 0 }
 
   constructor(sql: Sql<Record<string, unknown>>, origin: string) {
     this.#sql = sql
@@ -178,7 +176,6 @@ export class Publisher {
     channel: string,
     frames: string[],
   ): Promise<void> {
-    this.stats.statements++
     this.stats.notifies += frames.length
     if (frames.length === 1) {
       await sql`select pg_notify(${channel}, ${frames[0]})`
