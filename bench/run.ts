@@ -15,6 +15,7 @@ import { lruGetOrLoad } from './lru-get-or-load.js'
 import { lruInvalidationThroughput } from './lru-invalidation-throughput.js'
 import { lruMemory } from './lru-memory.js'
 import { propagation } from './propagation.js'
+import { triggerCost } from './trigger-cost.js'
 
 const BENCHMARKS: readonly Benchmark[] = [
   propagation,
@@ -24,6 +25,7 @@ const BENCHMARKS: readonly Benchmark[] = [
   lruMemory,
   lockRelease,
   configPropagation,
+  triggerCost,
 ]
 async function main(): Promise<void> {
   const options = readOptions(process.env)

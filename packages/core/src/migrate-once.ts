@@ -2,7 +2,7 @@ import type { Sql } from 'postgres'
 
 // Every Herald migration takes this advisory lock, so instances starting together create
 // their tables one at a time ("herald\0\0" as a bigint).
-const MIGRATION_LOCK = 0x6865_7261_6c64_0000n
+export const MIGRATION_LOCK = 0x6865_7261_6c64_0000n
 
 const done = new WeakMap<object, Map<string, Promise<void>>>()
 

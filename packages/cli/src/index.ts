@@ -1,0 +1,5 @@
+export { run } from './run.js'
+export { EXIT, UsageError } from './io.js'
+export type { CliIo, ExitCode } from './io.js'
+export { heraldParts } from './parts.js'
+export { CLI_ORIGIN, notifyPayloads } from './envelope.js'
