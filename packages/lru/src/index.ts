@@ -2,6 +2,7 @@ export { InvalidatingCache } from './invalidating-cache.js'
 export type { CacheStats, InvalidateOptions, SetOptions } from './invalidating-cache.js'
 export type { CacheEvents, EvictEvent, EvictReason, FlushEvent, ReplayEvent } from './events.js'
 export type { DurableOptions, InvalidatingCacheOptions, LruOptions } from './options.js'
+export type { LoadDb, ReplicaOptions } from './replica-guard.js'
 export { INVALIDATION_KIND } from './invalidation-message.js'
 export { LOG_SCHEMA_VERSION, logTableSql } from './schema.js'
 export {

@@ -25,6 +25,7 @@ import {
 } from './invalidation-message.js'
 import { resolveCacheOptions, type InvalidatingCacheOptions, type ResolvedCacheOptions } from './options.js'
 import { PendingInvalidations } from './pending-invalidations.js'
+import { ReplicaGuard, type LoadDb } from './replica-guard.js'
 import { TagIndex } from './tag-index.js'
 import { endedTransactions, transactionId } from './transactions.js'
 
@@ -65,6 +66,10 @@ export interface CacheStats {
   readonly replayedRows: number
   /** Transactional invalidations of this instance whose commit it has not seen yet. */
   readonly pendingInvalidations: number
+  /** Loads (with `replica`) that waited for the replica to replay an invalidation. */
+  readonly replicaWaits: number
+  /** Loads (with `replica`) that fell back: the replica had not caught up within `maxWaitMs`. */
+  readonly replicaFallbacks: number
   /** Entries cached now. */
   readonly size: number
   /** Subscribed and connected: the cache may store. */
@@ -99,6 +104,9 @@ export class InvalidatingCache<TValue extends {}>
   readonly #loads = new Map<string, Load<TValue>>()
   readonly #pending: PendingInvalidations
   readonly #durable: DurableSync | undefined
+  /** The client loaders get without `replica` (herald.sql, resolved at the first query). */
+  readonly #primarySql: LoadDb
+  readonly #replica: ReplicaGuard | undefined
   readonly #bypass: boolean
   readonly #ready: Promise<void>
   #subscription: Subscription | undefined
@@ -134,7 +142,11 @@ export class InvalidatingCache<TValue extends {}>
       ...this.#options.lru,
       dispose: (_value, key, reason) => this.#disposed(key, reason),
     } as LRUCache.Options<string, TValue, unknown>)
-    const { durable, clock } = this.#options
+    const { durable, clock, replica } = this.#options
+    this.#primarySql = lazySql(this.#options.herald)
+    this.#replica =
+      replica &&
+      new ReplicaGuard(replica, this.#primarySql, clock, (error, context) => this.#emitError(error, context))
     if (durable !== undefined) {
       const log = new DurableLog(durable.sql ?? lazySql(this.#options.herald), this.name, {
         schema: durable.schema,
@@ -201,11 +213,13 @@ export class InvalidatingCache<TValue extends {}>
   /**
    * The cached value, or the loader's: concurrent calls for one key share one load. A load
    * that an invalidation (of its key, one of its tags, or everything) overlapped is returned
-   * to its callers but not cached, and later callers start a fresh one.
+   * to its callers but not cached, and later callers start a fresh one. The loader gets the
+   * client to read with: `replica.sql` (or, on fallback, the primary) with the `replica`
+   * option, else herald.sql.
    */
   async getOrLoad(
     key: string,
-    loader: () => TValue | Promise<TValue>,
+    loader: (db: LoadDb) => TValue | Promise<TValue>,
     options: SetOptions = {},
   ): Promise<TValue> {
     if (typeof loader !== 'function') throw new HeraldError('INVALID_OPTION', 'loader must be a function')
@@ -226,14 +240,16 @@ export class InvalidatingCache<TValue extends {}>
   async #runLoad(
     key: string,
     load: Load<TValue>,
-    loader: () => TValue | Promise<TValue>,
+    loader: (db: LoadDb) => TValue | Promise<TValue>,
     ttl?: number,
   ): Promise<TValue> {
     this.#loadCount++
     try {
-      const value = await loader()
+      // With a replica, wait until it has replayed the invalidations this key follows.
+      const route = this.#replica ? await this.#replica.route(key) : { db: this.#primarySql, cacheable: true }
+      const value = await loader(route.db)
       if (load.stale) this.#staleLoadsDiscarded++
-      else if (value !== undefined && value !== null && this.#storable(key, load.tags)) {
+      else if (route.cacheable && value !== undefined && value !== null && this.#storable(key, load.tags)) {
         this.#store(key, value, load.tags, ttl)
       }
       return value
@@ -334,6 +350,8 @@ export class InvalidatingCache<TValue extends {}>
       flushes: this.#flushes,
       replayedRows: this.#durable?.appliedRows ?? 0,
       pendingInvalidations: this.#pending.size,
+      replicaWaits: this.#replica?.waits ?? 0,
+      replicaFallbacks: this.#replica?.fallbacks ?? 0,
       size: this.#lru.size,
       live: this.#live,
     }
@@ -478,6 +496,7 @@ export class InvalidatingCache<TValue extends {}>
   }
 
   #evictKey(key: string, reason: EvictReason): void {
+    this.#replica?.fenceKey(key)
     const load = this.#loads.get(key)
     if (load !== undefined) {
       load.stale = true
@@ -487,6 +506,7 @@ export class InvalidatingCache<TValue extends {}>
   }
 
   #evictTags(tags: readonly string[]): void {
+    this.#replica?.fenceAll()
     for (const [key, load] of this.#loads) {
       if (load.tags.some((tag) => tags.includes(tag))) {
         load.stale = true
@@ -506,6 +526,7 @@ export class InvalidatingCache<TValue extends {}>
   }
 
   #flush(reason: 'gap' | 'flush'): void {
+    this.#replica?.fenceAll()
     this.#markLoadsStale()
     this.#flushes++
     this.#evicting = reason

