@@ -115,11 +115,16 @@ describe('migrate()', () => {
   it('migrationSql() is the same DDL as one script, and records the versions', async () => {
     const schema = uniqueName('herald')
     const script = migrationSql({ schema, parts: [...heraldParts, widgets(2)] })
-    expect(script).toMatch(/^-- Herald tables in schema \w+: lru-log v1, lock-tokens v1, config v1, widgets v2\./)
+    expect(script).toMatch(
+      /^-- Herald tables in schema \w+: lru-log v1, lock-tokens v1, config v1, widgets v2\./,
+    )
     await sql.begin((tx) => tx.unsafe(script))
     // Running it twice is harmless.
     await sql.begin((tx) => tx.unsafe(script))
     const outcomes = await migrate(sql, { schema, parts: [...heraldParts, widgets(2)] })
-    expect(outcomes.map((outcome) => outcome.status)).toEqual([...heraldParts.map(() => 'current'), 'current'])
+    expect(outcomes.map((outcome) => outcome.status)).toEqual([
+      ...heraldParts.map(() => 'current'),
+      'current',
+    ])
   })
 })
