@@ -268,6 +268,11 @@ export class Herald extends EventEmitter<HeraldEvents> implements AsyncDisposabl
     return this.#options.listenConnection
   }
 
+  /** `application_name` prefix of this Herald's connections, for packages that open their own. */
+  get applicationName(): string {
+    return this.#options.applicationName
+  }
+
   /** `close()` was called. */
   get closed(): boolean {
     return this.#state === 'closing' || this.#state === 'closed'

@@ -16,7 +16,7 @@ export interface LocksOptions {
   schema?: string
   /** Create the token table on first use. @default true */
   migrate?: boolean
-  /** `application_name` of the lock session is this plus `-locks`. @default 'herald' */
+  /** `application_name` of the lock session is this plus `-locks`. @default herald.applicationName */
   applicationName?: string
 }
 
@@ -49,7 +49,7 @@ export function resolveLocksOptions(options: LocksOptions): ResolvedLocksOptions
     heartbeatMs: positive('heartbeatMs', options.heartbeatMs ?? 5_000),
     schema,
     migrate: options.migrate ?? true,
-    applicationName: options.applicationName ?? 'herald',
+    applicationName: options.applicationName ?? options.herald.applicationName,
   }
 }
 
