@@ -1,7 +1,7 @@
-import type { Herald } from '@herald/core'
 import { once, startPostgres, waitFor, type PgServer } from '@herald/testing'
 import type postgres from 'postgres'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { cutListener, SLOW_RECONNECT } from '../support/faults.js'
 import { startedHerald } from '../support/heralds.js'
 import { namespace, record, startedConfig } from './support.js'
 
@@ -17,25 +17,15 @@ afterAll(async () => {
   await server.close()
 })
 
-/** Terminates one Herald's listener and resolves once it knows. */
-async function cut(herald: Herald): Promise<void> {
-  const disconnected = once(herald, 'disconnected')
-  await server.terminate(herald.stats().backendPid)
-  await disconnected
-}
-
-// Reconnects only after a second, so the writes land inside the gap.
-const slowReconnect = { reconnect: { minDelayMs: 1_000, maxDelayMs: 1_000 } }
-
 describe('gaps', () => {
   it('delivers every change made while the listener was down, in order, after it reconnects', async () => {
     await using a = await startedHerald({ connection: server.url })
-    await using b = await startedHerald({ connection: server.url, ...slowReconnect })
+    await using b = await startedHerald({ connection: server.url, ...SLOW_RECONNECT })
     const ns = namespace()
     const atA = await startedConfig(a, ns)
     const atB = await startedConfig(b, ns) // pollMs: 0: only the reconnect can bring them
     const seen = record(atB)
-    await cut(b)
+    await cutListener(server, b)
     await atA.set('rateLimit', 1)
     await sql.begin(async (tx) => {
       await atA.set('banner', 'during the gap', { tx })
@@ -57,7 +47,7 @@ describe('gaps', () => {
 
   it('catches up after every connection was terminated, writers included', async () => {
     await using a = await startedHerald({ connection: server.url })
-    await using b = await startedHerald({ connection: server.url, ...slowReconnect })
+    await using b = await startedHerald({ connection: server.url, ...SLOW_RECONNECT })
     const ns = namespace()
     const atA = await startedConfig(a, ns)
     const atB = await startedConfig(b, ns)

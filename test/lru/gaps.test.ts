@@ -1,9 +1,9 @@
-import type { Herald } from '@herald/core'
 import type { ReplayEvent } from '@herald/lru'
 import { once, startPostgres, uniqueName, waitFor, type PgServer } from '@herald/testing'
 import type postgres from 'postgres'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { readyCache } from '../support/caches.js'
+import { cutListener, SLOW_RECONNECT } from '../support/faults.js'
 import { startedHerald } from '../support/heralds.js'
 
 // Kills listener connections: owns its server.
@@ -18,20 +18,10 @@ afterAll(async () => {
   await server.close()
 })
 
-/** Terminates one Herald's listener and resolves once it knows. */
-async function cut(herald: Herald): Promise<void> {
-  const disconnected = once(herald, 'disconnected')
-  await server.terminate(herald.stats().backendPid)
-  await disconnected
-}
-
-// Reconnects only after a second, so the test can act inside the gap.
-const slowReconnect = { reconnect: { minDelayMs: 1_000, maxDelayMs: 1_000 } }
-
 describe('gaps (flush mode)', () => {
   it('flushes on reconnect, so an invalidation missed in the gap leaves nothing stale', async () => {
     await using a = await startedHerald({ connection: server.url })
-    await using b = await startedHerald({ connection: server.url, ...slowReconnect })
+    await using b = await startedHerald({ connection: server.url, ...SLOW_RECONNECT })
     const name = uniqueName('gap')
     const atA = await readyCache<string>(a, { name })
     const atB = await readyCache<string>(b, { name })
@@ -39,7 +29,7 @@ describe('gaps (flush mode)', () => {
     atB.on('evict', ({ reason }) => reasons.push(reason))
     atB.set('k', 'old')
     atB.set('other', 'x')
-    await cut(b)
+    await cutListener(server, b)
     await atA.invalidate('k') // B cannot hear this
     await once(b, 'reconnected')
     await waitFor(() => atB.stats().live)
@@ -49,10 +39,10 @@ describe('gaps (flush mode)', () => {
   })
 
   it("'bypass' misses and caches nothing while disconnected", async () => {
-    await using b = await startedHerald({ connection: server.url, ...slowReconnect })
+    await using b = await startedHerald({ connection: server.url, ...SLOW_RECONNECT })
     const atB = await readyCache<string>(b, { name: uniqueName('bypass') })
     atB.set('k', 'cached')
-    await cut(b)
+    await cutListener(server, b)
     expect(atB.get('k')).toBeUndefined()
     expect(await atB.getOrLoad('j', () => 'loaded')).toBe('loaded')
     expect(atB.set('j', 'v')).toBe(false)
@@ -63,10 +53,10 @@ describe('gaps (flush mode)', () => {
   })
 
   it("'serve-stale' keeps serving while disconnected, then flushes", async () => {
-    await using b = await startedHerald({ connection: server.url, ...slowReconnect })
+    await using b = await startedHerald({ connection: server.url, ...SLOW_RECONNECT })
     const atB = await readyCache<string>(b, { name: uniqueName('stale'), onDisconnect: 'serve-stale' })
     atB.set('k', 'cached')
-    await cut(b)
+    await cutListener(server, b)
     expect(atB.get('k')).toBe('cached')
     expect(atB.set('j', 'v')).toBe(false)
     await once(b, 'reconnected')
@@ -99,13 +89,13 @@ describe('gaps (durable mode)', () => {
 
   it('replays what it missed instead of flushing', async () => {
     await using a = await startedHerald({ connection: server.url })
-    await using b = await startedHerald({ connection: server.url, ...slowReconnect })
+    await using b = await startedHerald({ connection: server.url, ...SLOW_RECONNECT })
     const name = uniqueName('durable')
     const atA = await readyCache<string>(a, { name, durable })
     const atB = await readyCache<string>(b, { name, durable })
     atB.set('k1', 'old')
     atB.set('k2', 'kept')
-    await cut(b)
+    await cutListener(server, b)
     await sql.begin(async (tx) => {
       await atA.invalidate('k1', { tx })
     })
@@ -139,7 +129,7 @@ describe('gaps (durable mode)', () => {
     })
     await t1Logged
     // B misses T2 (larger id, commits first) and replays it: its position passes T1's id.
-    await cut(b)
+    await cutListener(server, b)
     await sql.begin(async (tx) => {
       await atA.invalidate('late', { tx })
     })
@@ -147,7 +137,7 @@ describe('gaps (durable mode)', () => {
     await waitFor(() => atB.stats().live)
     atB.set('early', 'old, loaded while T1 was open')
     // B misses T1's NOTIFY too, and must find its row by transaction id on the next replay.
-    await cut(b)
+    await cutListener(server, b)
     release()
     await t1
     const replayed = once<ReplayEvent>(atB, 'replay')
@@ -159,12 +149,12 @@ describe('gaps (durable mode)', () => {
 
   it('flushes when there is more to replay than maxReplayRows', async () => {
     await using a = await startedHerald({ connection: server.url })
-    await using b = await startedHerald({ connection: server.url, ...slowReconnect })
+    await using b = await startedHerald({ connection: server.url, ...SLOW_RECONNECT })
     const name = uniqueName('toomany')
     const atA = await readyCache<string>(a, { name, durable })
     const atB = await readyCache<string>(b, { name, durable: { ...durable, maxReplayRows: 2 } })
     atB.set('kept?', 'no')
-    await cut(b)
+    await cutListener(server, b)
     for (let i = 0; i < 3; i++) await atA.invalidate(`k${i}`)
     await once(b, 'reconnected')
     await waitFor(() => atB.stats().live)
@@ -185,12 +175,12 @@ describe('gaps (durable mode)', () => {
 
   it('prunes rows older than retentionMs, and a reader behind the cut flushes', async () => {
     await using a = await startedHerald({ connection: server.url })
-    await using b = await startedHerald({ connection: server.url, ...slowReconnect })
+    await using b = await startedHerald({ connection: server.url, ...SLOW_RECONNECT })
     const name = uniqueName('prune')
     const atA = await readyCache<string>(a, { name, durable: { pollMs: 100, retentionMs: 1 } })
     const atB = await readyCache<string>(b, { name, durable })
     atB.set('k', 'old')
-    await cut(b)
+    await cutListener(server, b)
     await atA.invalidate('k')
     await waitFor(async () => {
       const [row] = await sql<
