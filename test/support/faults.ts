@@ -4,7 +4,7 @@ import { once, type PgServer } from '@herald/testing'
 /** Terminates one Herald's listener backend and resolves once the Herald knows. */
 export async function cutListener(server: PgServer, herald: Herald): Promise<void> {
   const disconnected = once(herald, 'disconnected')
-  await server.terminate(herald.stats().backendPid as number)
+  await server.terminate(herald.stats().backendPid)
   await disconnected
 }
 
