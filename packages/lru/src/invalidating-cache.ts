@@ -62,7 +62,10 @@ export interface CacheStats {
   readonly invalidationsReceived: number
   /** Whole-cache flushes (after gaps, or flush messages). */
   readonly flushes: number
-  /** Durable log rows applied by replays and polls (a missed NOTIFY made good). */
+  /**
+   * Durable log rows applied by replays and polls. A poll re-applies rows whose NOTIFY already
+   * came (a NOTIFY's log reference is not trusted to skip them), so this counts both.
+   */
   readonly replayedRows: number
   /** Transactional invalidations of this instance whose commit it has not seen yet. */
   readonly pendingInvalidations: number
