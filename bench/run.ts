@@ -5,6 +5,8 @@
 import os from 'node:os'
 import type { Benchmark, BenchmarkResult } from './lib/benchmark.js'
 import { configPropagation } from './config-propagation.js'
+import { commitContention } from './commit-contention.js'
+import { fanout, fanoutThroughput } from './fanout.js'
 import { describeMachine } from './lib/machine.js'
 import { readOptions } from './lib/options.js'
 import { benchServer } from './lib/postgres.js'
@@ -26,6 +28,9 @@ const BENCHMARKS: readonly Benchmark[] = [
   lockRelease,
   configPropagation,
   triggerCost,
+  fanout,
+  fanoutThroughput,
+  commitContention,
 ]
 async function main(): Promise<void> {
   const options = readOptions(process.env)
