@@ -78,6 +78,7 @@ export class Locks extends EventEmitter<LocksEvents> implements AsyncDisposable 
       timeoutMs: deadline === undefined ? undefined : Math.max(0, deadline - Date.now()),
     })
     this.#waiting++
+    let slotHandedOff = false
     try {
       await this.#local.enter(name, remaining())
       try {
@@ -92,11 +93,13 @@ export class Locks extends EventEmitter<LocksEvents> implements AsyncDisposable 
             try {
               lock = await raceWait(attempt, remaining(), systemClock, `acquire ${name}`)
             } catch (error) {
-              // Given up while the attempt ran: a lock it still gets must go straight back.
+              // Given up while the attempt ran: a lock it still gets goes straight back, and
+              // only once the attempt has settled may the next caller in this process go ahead.
+              slotHandedOff = true
               attempt
                 .then(
-                  (late) => late?.release(),
-                  () => {},
+                  (late) => (late === undefined ? this.#local.leave(name) : late.release()),
+                  () => this.#local.leave(name),
                 )
                 .catch(() => {})
               throw error
@@ -108,7 +111,7 @@ export class Locks extends EventEmitter<LocksEvents> implements AsyncDisposable 
           }
         }
       } catch (error) {
-        this.#local.leave(name)
+        if (!slotHandedOff) this.#local.leave(name)
         throw error
       }
     } finally {
