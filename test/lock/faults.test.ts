@@ -72,4 +72,22 @@ describe('lock faults', () => {
     expect(next.held).toBe(true)
     await next.release()
   })
+
+  it('waitForRelease resolves when the holder is gone, even if the lock was taken again before a sweep saw it free', async () => {
+    await using holder = await locksOn(server.url, { applicationName: 'handover-holder' })
+    await using grabber = await locksOn(server.url, { applicationName: 'handover-grabber' })
+    await using watcher = await locksOn(server.url, { applicationName: 'handover-watcher', sweepMs: 300 })
+    const name = uniqueName('handover')
+    const held = await holder.locks.acquire(name)
+    const watching = watcher.locks.waitForRelease(name, { timeoutMs: 5_000 })
+    await waitFor(() => watcher.locks.stats().waiting === 1)
+    await new Promise((resolve) => setTimeout(resolve, 100))
+    // The holder dies (no release message), and the lock is taken again at once.
+    await server.terminate({ applicationName: 'handover-holder-locks' })
+    const grabbed = await waitFor(() => grabber.locks.tryAcquire(name), { intervalMs: 1 })
+    await watching
+    expect(grabbed.held).toBe(true)
+    await grabbed.release()
+    await held.release()
+  })
 })

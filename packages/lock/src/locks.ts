@@ -149,7 +149,11 @@ export class Locks extends EventEmitter<LocksEvents> implements AsyncDisposable 
       await raceWait(this.#watch.ready(), options, systemClock, `waitForRelease ${name}`)
       const wait = this.#watch.wait(key)
       try {
-        if ((await this.#watch.free([key])).size === 1) return
+        const holder = (await this.#watch.holders([key])).get(key.toString())
+        if (holder === undefined) return
+        // Waiting for this holder to let go: if the lock changes hands between two sweeps, the
+        // release happened, even though the lock is never seen free.
+        wait.heldBy(holder)
         await raceWait(wait.woken, options, systemClock, `waitForRelease ${name}`)
       } finally {
         wait.cancel()

@@ -5,6 +5,12 @@ export const RELEASE_KIND = 'release'
 
 interface Waiter {
   readonly wake: () => void
+  /**
+   * The backend that held the lock when this waiter looked, if it waits for that holder to let
+   * go (waitForRelease) rather than for the lock to be free (acquire): a sweep that finds
+   * another holder already, because the lock was freed and taken again in between, wakes it.
+   */
+  heldBy: number | undefined
 }
 
 export interface ReleaseWatchOptions {
@@ -50,12 +56,16 @@ export class ReleaseWatch {
     return this.#subscription
   }
 
-  /** Registers a one-shot waiter for `key`; `cancel` removes it. */
-  wait(key: bigint): { readonly woken: Promise<void>; readonly cancel: () => void } {
+  /** Registers a one-shot waiter for `key`; `cancel` removes it, `heldBy` narrows what wakes it. */
+  wait(key: bigint): {
+    readonly woken: Promise<void>
+    readonly cancel: () => void
+    readonly heldBy: (pid: number) => void
+  } {
     const id = key.toString()
     let waiter!: Waiter
     const woken = new Promise<void>((resolve) => {
-      waiter = { wake: resolve }
+      waiter = { wake: resolve, heldBy: undefined }
     })
     let set = this.#waiters.get(id)
     if (set === undefined) {
@@ -69,21 +79,30 @@ export class ReleaseWatch {
       current?.delete(waiter)
       if (current?.size === 0) this.#waiters.delete(id)
     }
-    return { woken, cancel }
+    return {
+      woken,
+      cancel,
+      heldBy: (pid) => {
+        waiter.heldBy = pid
+      },
+    }
   }
 
-  /** Which of `keys` no session holds right now. */
-  async free(keys: readonly bigint[]): Promise<Set<string>> {
-    if (keys.length === 0) return new Set()
-    const rows = await this.#options.herald.sql<{ k: string }[]>`
-      select k from json_array_elements_text(${JSON.stringify(keys.map(String))}::text::json) as k
-      where not exists (
-        select 1 from pg_locks l
+  /** The backend holding each of `keys` right now (absent: free). */
+  async holders(keys: readonly bigint[]): Promise<Map<string, number>> {
+    if (keys.length === 0) return new Map()
+    const rows = await this.#options.herald.sql<{ k: string; pid: number | null }[]>`
+      select k, (
+        select l.pid from pg_locks l
         where l.locktype = 'advisory' and l.objsubid = 1 and l.granted
           and l.database = (select oid from pg_database where datname = current_database())
           and ((l.classid::bigint << 32) | l.objid::bigint) = k::bigint
-      )`
-    return new Set(rows.map((row) => row.k))
+        limit 1
+      ) as pid
+      from json_array_elements_text(${JSON.stringify(keys.map(String))}::text::json) as k`
+    const held = new Map<string, number>()
+    for (const row of rows) if (row.pid !== null) held.set(row.k, row.pid)
+    return held
   }
 
   close(): void {
@@ -102,6 +121,18 @@ export class ReleaseWatch {
     if (set === undefined) return
     this.#waiters.delete(id)
     for (const waiter of set) waiter.wake()
+  }
+
+  /** Wakes the waiters of `id` whose holder has been replaced by `pid`. */
+  #wakeReplaced(id: string, pid: number): void {
+    const set = this.#waiters.get(id)
+    if (set === undefined) return
+    for (const waiter of set) {
+      if (waiter.heldBy === undefined || waiter.heldBy === pid) continue
+      set.delete(waiter)
+      waiter.wake()
+    }
+    if (set.size === 0) this.#waiters.delete(id)
   }
 
   #receive(body: unknown, meta: MessageMeta): void {
@@ -138,9 +169,14 @@ export class ReleaseWatch {
     this.#sweeping = true
     this.#sweeps++
     try {
-      const free = await this.free([...this.#waiters.keys()].map((id) => BigInt(id)))
+      const ids = [...this.#waiters.keys()]
+      const held = await this.holders(ids.map((id) => BigInt(id)))
       if (this.#closed) return
-      for (const id of free) this.#wakeAll(id)
+      for (const id of ids) {
+        const pid = held.get(id)
+        if (pid === undefined) this.#wakeAll(id)
+        else this.#wakeReplaced(id, pid)
+      }
     } catch (error) {
       this.#options.onError(
         error instanceof HeraldError
