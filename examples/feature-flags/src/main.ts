@@ -9,7 +9,7 @@ import { ConfigStore } from '@herald/config'
 import { Herald, HeraldError } from '@herald/core'
 import { startPostgres, type PgServer } from '@herald/testing'
 import postgres from 'postgres'
-import { Child } from './child.js'
+import { Child } from '@herald/example-support'
 import { FLAGS, NAMESPACE, show } from './flags.js'
 
 const STEP_TIMEOUT_MS = 15_000
@@ -25,7 +25,7 @@ const watchers: Child[] = []
 let failed = false
 
 function startWatcher(name: string, url: string): Child {
-  const child = new Child(name, './watcher.ts', {
+  const child = new Child(name, new URL('./watcher.ts', import.meta.url), {
     DATABASE_URL: url,
     WATCHER: name,
     EXAMPLE_NAMESPACE: NAMESPACE,

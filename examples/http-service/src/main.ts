@@ -11,7 +11,7 @@
  */
 import { parseArgs } from 'node:util'
 import { startPostgres, type PgServer } from '@herald/testing'
-import { Child } from './child.js'
+import { Child } from '@herald/example-support'
 import { createUsers, dropUsers, SCHEMA } from './users.js'
 
 const { values: args } = parseArgs({
@@ -76,7 +76,7 @@ try {
 
   const url = server.url
   const [a, b] = (['a', 'b'] as const).map((name, index) => {
-    const child = new Child(name, './server.ts', {
+    const child = new Child(name, new URL('./server.ts', import.meta.url), {
       DATABASE_URL: url,
       PORT: String(ports[index]),
       INSTANCE: name,

@@ -9,7 +9,7 @@
  */
 import { parseArgs } from 'node:util'
 import { startPostgres, type PgServer } from '@herald/testing'
-import { Child } from './child.js'
+import { Child } from '@herald/example-support'
 import { createTables, dropTables, formatCents, readReport, REPORT_DAY, SCHEMA } from './report.js'
 
 const { values: args } = parseArgs({ options: { workers: { type: 'string', default: '3' } } })
@@ -50,7 +50,7 @@ try {
     children.push(
       new Child(
         worker,
-        './worker.ts',
+        new URL('./worker.ts', import.meta.url),
         { DATABASE_URL: server.url, WORKER: worker, EXAMPLE_SCHEMA: SCHEMA },
         { ipc: true },
       ),

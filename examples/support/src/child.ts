@@ -1,9 +1,6 @@
 import { spawn, type ChildProcess } from 'node:child_process'
 import { fileURLToPath } from 'node:url'
 
-/** The package directory: children resolve `--import tsx` from there, whatever the cwd. */
-const PACKAGE_DIR = fileURLToPath(new URL('..', import.meta.url))
-
 export interface Exit {
   readonly code: number | null
   readonly signal: NodeJS.Signals | null
@@ -21,14 +18,18 @@ export class Child {
   readonly #waiters = new Set<() => void>()
   #exit: Exit | undefined
 
-  /** `script` is relative to this file; with `ipc`, `send` reaches the child's `process.on('message')`. */
-  constructor(name: string, script: string, env: NodeJS.ProcessEnv, { ipc = false } = {}) {
+  /**
+   * `script` is a file URL, e.g. `new URL('./server.ts', import.meta.url)`; the child runs in its
+   * directory, from which `--import tsx` resolves. With `ipc`, `send` reaches the child's
+   * `process.on('message')`.
+   */
+  constructor(name: string, script: URL, env: NodeJS.ProcessEnv, { ipc = false } = {}) {
     this.name = name
     this.#process = spawn(
       process.execPath,
-      ['--conditions=@herald/source', '--import', 'tsx', fileURLToPath(new URL(script, import.meta.url))],
+      ['--conditions=@herald/source', '--import', 'tsx', fileURLToPath(script)],
       {
-        cwd: PACKAGE_DIR,
+        cwd: fileURLToPath(new URL('.', script)),
         env: { ...process.env, ...env },
         stdio: ['ignore', 'pipe', 'pipe', ...(ipc ? (['ipc'] as const) : [])],
       },
