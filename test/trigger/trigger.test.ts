@@ -231,6 +231,24 @@ describe('installInvalidationTrigger', () => {
     expect(cluster.heralds[1]!.stats().notifications).toBeGreaterThanOrEqual(4)
   })
 
+  it.each([
+    ['two-byte', 'é', 8_000],
+    ['three-byte', '中', 9_000],
+    ['four-byte', '🎉', 5_000],
+  ])('splits a long key of %s characters into frames that each fit a NOTIFY', async (_, char, count) => {
+    const table = await itemsTable(1)
+    const cache = uniqueName('items')
+    const channel = uniqueName('inv')
+    await installInvalidationTrigger(sql, { table, cache, channel, key: `repeat('${char}', ${count}) || id` })
+    await using cluster = await instances(2, cache, channel)
+    const [, other] = cluster.caches
+    const key = `${char.repeat(count)}1`
+    other!.set(key, 'v')
+    await sql.unsafe(`update ${table} set name = 'x' where id = 1`)
+    await waitFor(() => other!.get(key) === undefined)
+    expect(cluster.heralds[1]!.stats().invalid).toBe(0)
+  })
+
   it('quotes identifiers: a schema, table and cache name that need it', async () => {
     const schema = `My Schema ${uniqueName('s')}`
     const table = `Order "Items" ${uniqueName('t')}`

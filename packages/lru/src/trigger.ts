@@ -596,17 +596,18 @@ begin
     if octet_length(v_envelope) <= ${MAX_NOTIFY_BYTES} then
       perform pg_notify(${literal(trigger.channel)}, v_envelope);
     else
-      -- Chunk frames, split on character boundaries: cutting as many characters as the
-      -- fragment is over budget in bytes always brings it within.
+      -- Chunk frames, split on character boundaries. A character is 1 to 4 bytes, so each pass
+      -- drops at least one character and about as many as the overshoot needs at 4 bytes each:
+      -- the fragment shrinks within budget and never to nothing.
       v_message_id := ${literal(`${TRIGGER_ORIGIN}.`)} || md5(random()::text || clock_timestamp()::text);
       v_fragments := '{}';
       v_rest := v_envelope;
       while v_rest <> '' loop
         v_fragment := left(v_rest, ${FRAGMENT_BYTES});
-        v_over := octet_length(v_fragment) - ${FRAGMENT_BYTES};
-        if v_over > 0 then
-          v_fragment := left(v_fragment, char_length(v_fragment) - v_over);
-        end if;
+        while octet_length(v_fragment) > ${FRAGMENT_BYTES} loop
+          v_over := octet_length(v_fragment) - ${FRAGMENT_BYTES};
+          v_fragment := left(v_fragment, char_length(v_fragment) - greatest(1, (v_over + 3) / 4));
+        end loop;
         v_fragments := v_fragments || v_fragment;
         v_rest := substr(v_rest, char_length(v_fragment) + 1);
       end loop;
