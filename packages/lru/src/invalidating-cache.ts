@@ -442,14 +442,13 @@ export class InvalidatingCache<TValue extends {}>
     tx: TransactionClient | undefined,
   ): Promise<void> {
     const pendingId = tx === undefined ? undefined : randomBytes(8).toString('base64url')
+    // Block re-caching before the first await: a load started now would read the old row.
+    if (pendingId !== undefined) {
+      this.#pending.add(pendingId, { keys: change.keys, tags: change.tags, all: change.flush })
+    }
     try {
       let logRef: LogRef | undefined
       if (this.#durable !== undefined) logRef = await this.#durable.append(change, tx)
-      if (tx !== undefined && pendingId !== undefined) {
-        const txid = logRef?.tx ?? (await transactionId(tx))
-        this.#pending.add(pendingId, { keys: change.keys, tags: change.tags, all: change.flush }, txid)
-        this.#schedulePendingCheck()
-      }
       const body = encodeInvalidation({
         cache: this.name,
         instance: this.#instance,
@@ -459,10 +458,19 @@ export class InvalidatingCache<TValue extends {}>
         pendingId,
         logRef,
       })
-      await this.#options.herald.publish(this.#options.channel, body, {
+      const publishing = this.#options.herald.publish(this.#options.channel, body, {
         kind: INVALIDATION_KIND,
         ...(tx && { tx }),
       })
+      if (tx !== undefined && pendingId !== undefined) {
+        // The transaction id (to ask later whether it ended) is queried alongside the NOTIFY:
+        // both are queued on the transaction's connection, one round trip for the two.
+        const [txid] = await Promise.all([logRef?.tx ?? transactionId(tx), publishing])
+        this.#pending.identify(pendingId, txid)
+        this.#schedulePendingCheck()
+      } else {
+        await publishing
+      }
       this.#invalidationsSent++
     } catch (error) {
       // Nothing will commit, so nothing will release the block.

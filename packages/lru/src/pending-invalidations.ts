@@ -1,8 +1,8 @@
 import type { Clock } from './clock.js'
 
 interface Pending {
-  /** The invalidating transaction's id, to ask the server whether it has ended. */
-  readonly txid: string | undefined
+  /** The invalidating transaction's id, to ask the server whether it has ended; set once known. */
+  txid: string | undefined
   readonly startedAt: number
   readonly keys: readonly string[]
   readonly tags: readonly string[]
@@ -43,7 +43,7 @@ export class PendingInvalidations {
       tags?: readonly string[] | undefined
       all?: boolean | undefined
     },
-    txid: string | undefined,
+    txid?: string,
   ): void {
     const pending: Pending = {
       txid,
@@ -67,6 +67,12 @@ export class PendingInvalidations {
     for (const key of pending.keys) decrement(this.#keys, key)
     for (const tag of pending.tags) decrement(this.#tags, tag)
     if (pending.all) this.#all--
+  }
+
+  /** Records the transaction id of an entry added before it was known. */
+  identify(id: string, txid: string): void {
+    const pending = this.#byId.get(id)
+    if (pending !== undefined) pending.txid = txid
   }
 
   /** Entries older than `ageMs` with a known transaction id: `[entry id, txid]`. */
