@@ -9,6 +9,7 @@ import { InvalidatingCache } from '@herald/lru'
 import postgres from 'postgres'
 import { fanoutKey, type FanoutPing, type FromReceiver, type ToReceiver } from './fanout-messages.js'
 import { makeUser, type User } from './lib/users.js'
+import { failureReporter, sendToParent } from './lib/parent-channel.js'
 
 let herald: Herald | undefined
 let cache: InvalidatingCache<User> | undefined
@@ -23,18 +24,11 @@ function now(): number {
   return performance.timeOrigin + performance.now()
 }
 
-function send(message: FromReceiver, then: () => void = () => {}): void {
-  if (process.connected) process.send?.(message, then)
-  else then()
+function send(message: FromReceiver, then?: () => void): void {
+  sendToParent(message, then)
 }
 
-function fail(error: unknown): void {
-  process.exitCode = 1
-  send({ type: 'failed', message: error instanceof Error ? error.message : String(error) })
-  void shutdown().finally(() => {
-    if (process.connected) process.disconnect()
-  })
-}
+const fail = failureReporter(() => shutdown())
 
 function shutdown(): Promise<void> {
   closing ??= (async () => {

@@ -16,6 +16,7 @@ import {
   type Slot,
   type ToWaiter,
 } from './lock-release-messages.js'
+import { failureReporter, sendToParent } from './lib/parent-channel.js'
 
 type Start = Extract<ToWaiter, { type: 'start' }>
 
@@ -40,18 +41,11 @@ const rounds = new Map<LockContenderId, Promise<void>>()
 const counts = { floorAcquired: 0, pollingAcquired: 0, pollingFailedTries: 0 }
 const allOpened: { herald?: Herald; locks?: Locks; sql: postgres.Sql[] } = { sql: [] }
 
-function send(message: FromWaiter, then: () => void = () => {}): void {
-  if (process.connected) process.send?.(message, then)
-  else then()
+function send(message: FromWaiter, then?: () => void): void {
+  sendToParent(message, then)
 }
 
-function fail(error: unknown): void {
-  process.exitCode = 1
-  send({ type: 'failed', message: error instanceof Error ? error.message : String(error) })
-  void shutdown().finally(() => {
-    if (process.connected) process.disconnect()
-  })
-}
+const fail = failureReporter(() => shutdown())
 
 function shutdown(): Promise<void> {
   closing ??= (async () => {

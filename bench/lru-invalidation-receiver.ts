@@ -8,6 +8,7 @@ import { InvalidatingCache } from '@herald/lru'
 import postgres from 'postgres'
 import { makeUser, type User } from './lib/users.js'
 import { roundKey, type FromReceiver, type ToReceiver } from './lru-invalidation-messages.js'
+import { failureReporter, sendToParent } from './lib/parent-channel.js'
 
 let herald: Herald | undefined
 let cache: InvalidatingCache<User> | undefined
@@ -19,18 +20,11 @@ let rawNotifications = 0
 let round = -1
 let remaining = 0
 
-function send(message: FromReceiver, then: () => void = () => {}): void {
-  if (process.connected) process.send?.(message, then)
-  else then()
+function send(message: FromReceiver, then?: () => void): void {
+  sendToParent(message, then)
 }
 
-function fail(error: unknown): void {
-  process.exitCode = 1
-  send({ type: 'failed', message: error instanceof Error ? error.message : String(error) })
-  void shutdown().finally(() => {
-    if (process.connected) process.disconnect()
-  })
-}
+const fail = failureReporter(() => shutdown())
 
 function shutdown(): Promise<void> {
   closing ??= (async () => {

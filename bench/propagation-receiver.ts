@@ -5,24 +5,18 @@
 import { Herald } from '@herald/core'
 import postgres from 'postgres'
 import type { FromReceiver, Ping, ToReceiver } from './propagation-messages.js'
+import { failureReporter, sendToParent } from './lib/parent-channel.js'
 
 let herald: Herald | undefined
 let sql: postgres.Sql | undefined
 let closing: Promise<void> | undefined
 const received = { herald: 0, raw: 0 }
 
-function send(message: FromReceiver, then: () => void = () => {}): void {
-  if (process.connected) process.send?.(message, then)
-  else then()
+function send(message: FromReceiver, then?: () => void): void {
+  sendToParent(message, then)
 }
 
-function fail(error: unknown): void {
-  process.exitCode = 1
-  send({ type: 'failed', message: error instanceof Error ? error.message : String(error) })
-  void shutdown().finally(() => {
-    if (process.connected) process.disconnect()
-  })
-}
+const fail = failureReporter(() => shutdown())
 
 function shutdown(): Promise<void> {
   closing ??= Promise.all([herald?.close(), sql?.end({ timeout: 1 })]).then(() => undefined)
