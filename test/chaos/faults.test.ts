@@ -3,14 +3,13 @@ import { once, startPostgres, uniqueName, type PgServer } from '@herald/testing'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import {
   activeTimers,
-  expectNoConnections,
   expectNoTimers,
   failOnUnhandledRejection,
   probeRecovery,
   report,
   rounds,
 } from './support.js'
-import { startWorkload } from './workload.js'
+import { finishWorkload, startWorkload } from './workload.js'
 
 // Restarts the server, kills and pauses backends: owns its server.
 let server: PgServer
@@ -41,16 +40,8 @@ describe('chaos: server faults under load', () => {
         await reconnected
         recoveries.push(await probeRecovery(load.a, load.b, uniqueName('probe'), faultAt))
       }
-      await load.progress()
-      const invariant = await load.settle()
-      expect(invariant).toMatchObject({
-        configVersionsMissed: 0,
-        configOrdered: true,
-        configValueMatches: true,
-      })
+      const invariant = await finishWorkload(load, server, prefix)
       expect(load.writes).toBeGreaterThan(0)
-      await load.close()
-      await expectNoConnections(server, prefix)
       await expectNoTimers(timers)
       report('restart', {
         fault: `Postgres restarted mid-stream (fast shutdown, down ${downMs} ms), publishing continuously`,
@@ -80,15 +71,7 @@ describe('chaos: server faults under load', () => {
         recoveries.push(await probeRecovery(load.a, load.b, uniqueName('probe'), faultAt))
         await new Promise((resolve) => setTimeout(resolve, 200))
       }
-      await load.progress()
-      const invariant = await load.settle()
-      expect(invariant).toMatchObject({
-        configVersionsMissed: 0,
-        configOrdered: true,
-        configValueMatches: true,
-      })
-      await load.close()
-      await expectNoConnections(server, prefix)
+      const invariant = await finishWorkload(load, server, prefix)
       await expectNoTimers(timers)
       const sorted = [...recoveries].sort((x, y) => x - y)
       report('terminate', {
@@ -128,15 +111,7 @@ describe('chaos: server faults under load', () => {
         recoveries.push(await probeRecovery(load.a, load.b, uniqueName('probe'), faultAt))
         await server.resume(pid)
       }
-      await load.progress()
-      const invariant = await load.settle()
-      expect(invariant).toMatchObject({
-        configVersionsMissed: 0,
-        configOrdered: true,
-        configValueMatches: true,
-      })
-      await load.close()
-      await expectNoConnections(server, prefix)
+      const invariant = await finishWorkload(load, server, prefix)
       await expectNoTimers(timers)
       report('sigstop', {
         fault: `listener backend SIGSTOPped (half-open TCP), heartbeatMs ${heartbeatMs}, then resumed`,

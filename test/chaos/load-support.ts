@@ -1,6 +1,6 @@
+import { CHILDREN, ROOT } from './support.js'
 import { spawn, type ChildProcess } from 'node:child_process'
-import { dirname, join } from 'node:path'
-import { fileURLToPath } from 'node:url'
+import { join } from 'node:path'
 import { waitFor } from '@herald/testing'
 
 /** What a load instance (children/load-instance.ts) reports over IPC. */
@@ -34,9 +34,6 @@ export interface LoadFigures {
 }
 
 export type LoadParentMessage = { type: 'go' } | { type: 'finish' }
-
-const CHILDREN = join(dirname(fileURLToPath(import.meta.url)), 'children')
-const ROOT = join(CHILDREN, '..', '..', '..')
 
 /** A child process with an IPC channel, running `test/chaos/children/<script>`. */
 export class IpcChild {

@@ -3,15 +3,8 @@ import { once, startPostgres, uniqueName, type PgServer } from '@herald/testing'
 import type postgres from 'postgres'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { errorsOf } from '../support/heralds.js'
-import {
-  activeTimers,
-  expectNoConnections,
-  expectNoTimers,
-  failOnUnhandledRejection,
-  probeRecovery,
-  report,
-} from './support.js'
-import { startWorkload } from './workload.js'
+import { activeTimers, expectNoTimers, failOnUnhandledRejection, probeRecovery, report } from './support.js'
+import { finishWorkload, startWorkload } from './workload.js'
 
 // A server with few connection slots, none reserved, so the test can fill every one.
 let server: PgServer
@@ -80,15 +73,7 @@ describe('chaos: the server refuses connections', () => {
       await Promise.all(hogs.splice(0).map((hog) => hog.end({ timeout: 0 })))
       const event = await reconnected
       const recoveryMs = await probeRecovery(load.a, load.b, uniqueName('probe'), freedAt)
-      await load.progress()
-      const invariant = await load.settle()
-      expect(invariant).toMatchObject({
-        configVersionsMissed: 0,
-        configOrdered: true,
-        configValueMatches: true,
-      })
-      await load.close()
-      await expectNoConnections(server, prefix)
+      const invariant = await finishWorkload(load, server, prefix)
       // Checked by the next case, which documents the leak it finds.
       leakedTimers = await expectNoTimers(timers).then(
         () => 0,

@@ -114,8 +114,9 @@ export async function probeRecovery(
   }
 }
 
-const CHILDREN = join(dirname(fileURLToPath(import.meta.url)), 'children')
-const ROOT = join(CHILDREN, '..', '..', '..')
+/** Where the chaos children live, and the repository root they run from. */
+export const CHILDREN = join(dirname(fileURLToPath(import.meta.url)), 'children')
+export const ROOT = join(CHILDREN, '..', '..', '..')
 
 /** A child process running `test/chaos/children/<script>`, with its stdout lines. */
 export class Child {

@@ -3,7 +3,9 @@ import { ConfigStore } from '@herald/config'
 import { InvalidatingCache } from '@herald/lru'
 import { uniqueName, waitFor, type PgServer } from '@herald/testing'
 import { z } from 'zod'
+import { expect } from 'vitest'
 import { startedHerald } from '../support/heralds.js'
+import { expectNoConnections } from './support.js'
 
 const schema = { rateLimit: z.number().int().positive().default(100) }
 const KEYS = 10
@@ -145,4 +147,22 @@ export async function startWorkload(
       await sql.end({ timeout: 1 })
     },
   }
+}
+
+/**
+ * Ends a fault case the same way every time: the writer makes progress after the fault, the
+ * invariants hold once notifications settle (no stale entry, no missed or reordered config
+ * version), and closing leaves no connection behind.
+ */
+export async function finishWorkload(
+  load: Awaited<ReturnType<typeof startWorkload>>,
+  server: PgServer,
+  prefix: string,
+) {
+  await load.progress()
+  const invariant = await load.settle()
+  expect(invariant).toMatchObject({ configVersionsMissed: 0, configOrdered: true, configValueMatches: true })
+  await load.close()
+  await expectNoConnections(server, prefix)
+  return invariant
 }
