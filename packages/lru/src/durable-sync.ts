@@ -1,5 +1,8 @@
 import type { TransactionClient } from '@herald/core'
-import type { Clock } from './clock.js'
+import type { Clock as CoreClock } from '@herald/core'
+
+/** The cache only reads the time. */
+type Clock = Pick<CoreClock, 'now'>
 import type { DurableLog, LogPosition, LogRow } from './durable-log.js'
 import type { LogRef } from './invalidation-message.js'
 import type { ResolvedDurableOptions } from './options.js'

@@ -1,7 +1,6 @@
-import { assertChannelName, HeraldError, type Herald } from '@herald/core'
+import { assertChannelName, HeraldError, systemClock, type Clock, type Herald } from '@herald/core'
 import type { LRUCache } from 'lru-cache'
 import type { Sql } from 'postgres'
-import { systemClock, type Clock } from './clock.js'
 import type { ReplicaOptions, ResolvedReplicaOptions } from './replica-guard.js'
 
 /** The lru-cache options an InvalidatingCache passes through (see lru-cache's docs for each). */

@@ -1,4 +1,7 @@
-import type { Clock } from './clock.js'
+import type { Clock as CoreClock } from '@herald/core'
+
+/** The cache only reads the time. */
+type Clock = Pick<CoreClock, 'now'>
 
 interface Pending {
   /** The invalidating transaction's id, to ask the server whether it has ended; set once known. */

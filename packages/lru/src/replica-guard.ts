@@ -1,5 +1,8 @@
 import type { Sql } from 'postgres'
-import type { Clock } from './clock.js'
+import type { Clock as CoreClock } from '@herald/core'
+
+/** The cache only reads the time. */
+type Clock = Pick<CoreClock, 'now'>
 
 /** A postgres.js client a loader reads with: the replica, or the primary. */
 export type LoadDb = Sql<Record<string, unknown>>
