@@ -25,7 +25,7 @@ interface Row {
   v: number
 }
 
-describe.each(['flush', 'durable'] as const)('randomized, %s mode', (mode) => {
+describe.each(['flush', 'durable', 'relay'] as const)('randomized, %s mode', (mode) => {
   it('leaves zero cached entries that differ from the database, on every instance', async () => {
     const table = uniqueName('kv')
     const name = uniqueName('rand')
@@ -50,6 +50,8 @@ describe.each(['flush', 'durable'] as const)('randomized, %s mode', (mode) => {
           await readyCache<Row>(herald, {
             name,
             ...(mode === 'durable' && { durable: { pollMs: 500 } }),
+            // Transactional invalidations leave the writer's transaction as log rows only.
+            ...(mode === 'relay' && { durable: { pollMs: 500, relay: true } }),
           }),
         )
       }

@@ -13,6 +13,7 @@ import {
 import type { Sql } from 'postgres'
 import { EventEmitter } from 'eventemitter3'
 import { LRUCache } from 'lru-cache'
+import { CommitRelay, type RelayEntry, type RelayedChange } from './commit-relay.js'
 import { DurableLog } from './durable-log.js'
 import { DurableSync } from './durable-sync.js'
 import type { CacheEvents, EvictReason } from './events.js'
@@ -27,7 +28,7 @@ import { resolveCacheOptions, type InvalidatingCacheOptions, type ResolvedCacheO
 import { PendingInvalidations } from './pending-invalidations.js'
 import { ReplicaGuard, type LoadDb } from './replica-guard.js'
 import { TagIndex } from './tag-index.js'
-import { endedTransactions, transactionId } from './transactions.js'
+import { transactionId, transactionStatuses } from './transactions.js'
 
 export interface SetOptions {
   /** Tags for `invalidateTags`. */
@@ -107,6 +108,8 @@ export class InvalidatingCache<TValue extends {}>
   readonly #loads = new Map<string, Load<TValue>>()
   readonly #pending: PendingInvalidations
   readonly #durable: DurableSync | undefined
+  /** With `durable.relay`: delivers transactional invalidations after their commit. */
+  readonly #relay: CommitRelay | undefined
   /** The client loaders get without `replica` (herald.sql, resolved at the first query). */
   readonly #primarySql: LoadDb
   readonly #replica: ReplicaGuard | undefined
@@ -163,6 +166,16 @@ export class InvalidatingCache<TValue extends {}>
         error: (error, context) => this.#emitError(error, context),
       })
     }
+    this.#relay =
+      durable?.relay === true
+        ? new CommitRelay(lazySql(this.#options.herald), {
+            committed: (entries) => this.#relayCommitted(entries),
+            rolledBack: (entries) => {
+              for (const entry of entries) this.#pending.release(entry.pendingId)
+            },
+            error: (error, context) => this.#emitError(error, context),
+          })
+        : undefined
     this.#options.herald.on('disconnected', this.#onDisconnected)
     this.#options.herald.on('reconnected', this.#onReconnected)
     this.#ready = this.#attach()
@@ -377,6 +390,7 @@ export class InvalidatingCache<TValue extends {}>
     // A subscribe still waiting (for start(), for the database) must not hold close() up.
     this.#closing.abort(new HeraldError('CLOSED', 'the cache was closed'))
     await this.#ready.catch(() => {})
+    await this.#relay?.close()
     await this.#durable?.close()
     await this.#subscription?.unsubscribe()
     this.clear()
@@ -447,6 +461,18 @@ export class InvalidatingCache<TValue extends {}>
       this.#pending.add(pendingId, { keys: change.keys, tags: change.tags, all: change.flush })
     }
     try {
+      if (
+        this.#relay !== undefined &&
+        this.#durable !== undefined &&
+        tx !== undefined &&
+        pendingId !== undefined
+      ) {
+        // Only the log row goes in the transaction: no NOTIFY, so no commit lock for the writer.
+        const logRef = await this.#durable.append(change, tx)
+        this.#pending.identify(pendingId, logRef.tx)
+        this.#relay.add({ pendingId, txid: logRef.tx, change })
+        return
+      }
       let logRef: LogRef | undefined
       if (this.#durable !== undefined) logRef = await this.#durable.append(change, tx)
       const body = encodeInvalidation({
@@ -479,6 +505,26 @@ export class InvalidatingCache<TValue extends {}>
     }
   }
 
+  /** Relayed commits: evict again here (a load may have read the old row meanwhile), then tell the others. */
+  async #relayCommitted(entries: readonly RelayEntry[]): Promise<void> {
+    const change = mergeChanges(entries.map((entry) => entry.change))
+    for (const entry of entries) {
+      this.#apply(entry.change)
+      this.#pending.release(entry.pendingId)
+    }
+    const body = encodeInvalidation({
+      cache: this.name,
+      instance: this.#instance,
+      keys: change.keys,
+      tags: change.tags,
+      flush: change.flush,
+      pendingId: undefined,
+      logRef: undefined,
+    })
+    await this.#options.herald.publish(this.#options.channel, body, { kind: INVALIDATION_KIND })
+    this.#invalidationsSent++
+  }
+
   #receive(body: unknown, meta: MessageMeta): void {
     if (meta.kind !== INVALIDATION_KIND) return
     // Our own plain invalidation evicted here before it was sent: skip even decoding it.
@@ -500,7 +546,7 @@ export class InvalidatingCache<TValue extends {}>
     if (mine && message.pendingId !== undefined) this.#pending.release(message.pendingId)
   }
 
-  #apply(change: Pick<InvalidationMessage, 'keys' | 'tags' | 'flush'>): void {
+  #apply(change: RelayedChange): void {
     if (change.flush) this.#flush('flush')
     if (change.keys !== undefined) for (const key of change.keys) this.#evictKey(key, 'invalidate')
     if (change.tags !== undefined) this.#evictTags(change.tags)
@@ -602,12 +648,18 @@ export class InvalidatingCache<TValue extends {}>
     const candidates = this.#pending.olderThan(ageMs)
     if (candidates.length === 0) return
     try {
-      const ended = await endedTransactions(
+      const statuses = await transactionStatuses(
         this.#options.herald.sql,
         candidates.map(([, txid]) => txid),
       )
       candidates.forEach(([id], index) => {
-        if (ended[index] === true) this.#pending.release(id)
+        const status = statuses[index]
+        if (status === undefined || status === 'in progress') return
+        const released = this.#pending.release(id)
+        // A commit we did not hear: a load that overlapped it may have read the old row.
+        if (released !== undefined && status !== 'aborted') {
+          this.#apply({ keys: released.keys, tags: released.tags, flush: released.all })
+        }
       })
     } catch (error) {
       this.#emitError(error, 'checking pending invalidations failed')
@@ -620,6 +672,21 @@ export class InvalidatingCache<TValue extends {}>
 
   #emitError(error: unknown, context: string): void {
     safeEmit(this, 'error', toConnectionError(error, context))
+  }
+}
+
+/** One change that evicts everything `changes` do: a flush covers the rest. */
+function mergeChanges(changes: readonly RelayedChange[]): RelayedChange {
+  if (changes.some((change) => change.flush === true)) return { flush: true }
+  const keys = new Set<string>()
+  const tags = new Set<string>()
+  for (const change of changes) {
+    for (const key of change.keys ?? []) keys.add(key)
+    for (const tag of change.tags ?? []) tags.add(tag)
+  }
+  return {
+    keys: keys.size > 0 ? [...keys] : undefined,
+    tags: tags.size > 0 ? [...tags] : undefined,
   }
 }
 

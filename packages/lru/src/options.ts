@@ -32,6 +32,17 @@ export interface DurableOptions {
   retentionMs?: number
   /** A reader with more rows than this to replay flushes instead. @default 10000 */
   maxReplayRows?: number
+  /**
+   * Deliver `invalidate(…, { tx })` after commit from this instance instead of NOTIFYing inside
+   * the writer's transaction. Postgres serializes the commits of transactions that NOTIFY (a
+   * server-wide lock); with `relay` the writer only inserts its log row, and this instance sends
+   * one message for many writers' commits. Writers keep nearly their throughput without
+   * notifications; other instances evict about a millisecond later than with an in-transaction
+   * NOTIFY (the time to see the commit). If this instance dies between a commit and its relay,
+   * the other instances still evict on their next log poll (`pollMs`).
+   * @default false
+   */
+  relay?: boolean
 }
 
 export interface InvalidatingCacheOptions<TValue extends {}> extends LruOptions<TValue> {
@@ -85,6 +96,7 @@ export interface ResolvedDurableOptions {
   readonly pollMs: number
   readonly retentionMs: number
   readonly maxReplayRows: number
+  readonly relay: boolean
 }
 
 export interface ResolvedCacheOptions<TValue extends {}> {
@@ -174,6 +186,7 @@ function resolveDurable(durable: boolean | DurableOptions | undefined): Resolved
     pollMs: positive('durable.pollMs', options.pollMs ?? 5_000),
     retentionMs: positive('durable.retentionMs', options.retentionMs ?? 86_400_000),
     maxReplayRows: positive('durable.maxReplayRows', options.maxReplayRows ?? 10_000),
+    relay: flag('durable.relay', options.relay ?? false),
   }
 }
 
@@ -199,6 +212,13 @@ function resolveReplica(replica: ReplicaOptions | undefined): ResolvedReplicaOpt
     pollMs: positive('replica.pollMs', replica.pollMs ?? 10),
     fallback,
   }
+}
+
+function flag(name: string, value: boolean): boolean {
+  if (typeof value !== 'boolean') {
+    throw new HeraldError('INVALID_OPTION', `${name} must be true or false, got ${String(value)}`)
+  }
+  return value
 }
 
 function positive(name: string, value: number): number {

@@ -63,13 +63,15 @@ export class PendingInvalidations {
     this.#nextExpiry = Math.min(this.#nextExpiry, pending.expiresAt)
   }
 
-  release(id: string): void {
+  /** Lifts the block; returns what it covered (`undefined` if already lifted). */
+  release(id: string): { keys: readonly string[]; tags: readonly string[]; all: boolean } | undefined {
     const pending = this.#byId.get(id)
-    if (pending === undefined) return
+    if (pending === undefined) return undefined
     this.#byId.delete(id)
     for (const key of pending.keys) decrement(this.#keys, key)
     for (const tag of pending.tags) decrement(this.#tags, tag)
     if (pending.all) this.#all--
+    return pending
   }
 
   /** Records the transaction id of an entry added before it was known. */

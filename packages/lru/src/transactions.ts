@@ -10,15 +10,25 @@ export async function transactionId(tx: TransactionClient): Promise<string> {
   return row.txid
 }
 
-/** Which of `txids` have ended (committed, rolled back, or too old to know). */
-export async function endedTransactions(
+/**
+ * What the server knows of each transaction: `'unknown'` for one too old to tell (its status
+ * was truncated away), which callers treat as ended.
+ */
+export type TransactionStatus = 'in progress' | 'committed' | 'aborted' | 'unknown'
+
+/** The status of each of `txids`, in one statement. */
+export async function transactionStatuses(
   sql: Sql<Record<string, unknown>>,
   txids: readonly string[],
-): Promise<boolean[]> {
+): Promise<TransactionStatus[]> {
   const rows = await sql<{ i: number; status: string | null }[]>`
     select i::int, pg_xact_status(t::xid8) as status
     from json_array_elements_text(${JSON.stringify(txids)}::text::json) with ordinality as x(t, i)`
-  const ended = txids.map(() => false)
-  for (const row of rows) ended[row.i - 1] = row.status !== 'in progress'
-  return ended
+  const statuses = txids.map((): TransactionStatus => 'in progress')
+  for (const row of rows) {
+    const status = row.status
+    statuses[row.i - 1] =
+      status === 'in progress' || status === 'committed' || status === 'aborted' ? status : 'unknown'
+  }
+  return statuses
 }

@@ -1,0 +1,149 @@
+import type { Sql } from 'postgres'
+import { transactionStatuses } from './transactions.js'
+
+/** What one transactional invalidation evicts. */
+export interface RelayedChange {
+  readonly keys?: readonly string[] | undefined
+  readonly tags?: readonly string[] | undefined
+  readonly flush?: boolean | undefined
+}
+
+export interface RelayEntry {
+  /** The entry in this cache's pending invalidations that blocks re-caching until commit. */
+  readonly pendingId: string
+  readonly txid: string
+  readonly change: RelayedChange
+}
+
+export interface CommitRelayHooks {
+  /** These transactions committed: evict here and tell every other instance. */
+  committed(entries: readonly RelayEntry[]): Promise<void>
+  /** These rolled back: nothing to evict, only the local block to lift. */
+  rolledBack(entries: readonly RelayEntry[]): void
+  error(error: unknown, context: string): void
+}
+
+/**
+ * The first re-check comes this soon after an invalidation: the writer's COMMIT is usually one
+ * round trip away, so most are found committed at the first or second look.
+ */
+const FIRST_DELAY_MS = 1
+/** A transaction held open (slow work after the invalidate) is looked at less and less often. */
+const MAX_DELAY_MS = 50
+
+/**
+ * Delivers transactional invalidations after their commit from outside the writer's
+ * transaction. A transaction that NOTIFYs takes a server-wide lock at commit, so writers that
+ * NOTIFY commit one at a time; with the relay the writer only inserts its durable log row (the
+ * guarantee: if it commits, the row exists and every instance's log poll finds it), and this
+ * instance asks the server which of its writers' transactions have ended, one statement for all
+ * of them, and sends one message for every commit it found — one NOTIFY, and one commit-lock
+ * acquisition, shared by many writers.
+ */
+export class CommitRelay {
+  readonly #sql: Sql<Record<string, unknown>>
+  readonly #hooks: CommitRelayHooks
+  readonly #entries = new Map<string, RelayEntry>()
+  #delayMs = FIRST_DELAY_MS
+  #timer: ReturnType<typeof setTimeout> | undefined
+  #polling: Promise<void> | undefined
+  #closed = false
+  #polls = 0
+
+  constructor(sql: Sql<Record<string, unknown>>, hooks: CommitRelayHooks) {
+    this.#sql = sql
+    this.#hooks = hooks
+  }
+
+  /** Transactions waited for now. */
+  get size(): number {
+    return this.#entries.size
+  }
+
+  /** Status queries made so far. */
+  get polls(): number {
+    return this.#polls
+  }
+
+  add(entry: RelayEntry): void {
+    this.#entries.set(entry.pendingId, entry)
+    // A fresh invalidation is probably about to commit: look soon, whatever the back-off was.
+    this.#delayMs = FIRST_DELAY_MS
+    if (this.#polling === undefined) this.#schedule(true)
+  }
+
+  /**
+   * Stops polling after one last look, so a transaction that committed just before is still
+   * relayed; any still open are left to the other instances' log polls.
+   */
+  async close(): Promise<void> {
+    if (this.#closed) return
+    this.#closed = true
+    this.#clearTimer()
+    await this.#polling
+    if (this.#entries.size > 0) await this.#poll()
+    this.#entries.clear()
+  }
+
+  #schedule(reset: boolean): void {
+    if (this.#closed || this.#entries.size === 0) return
+    if (this.#timer !== undefined) {
+      if (!reset) return
+      this.#clearTimer()
+    }
+    this.#timer = setTimeout(() => {
+      this.#timer = undefined
+      void this.#poll()
+    }, this.#delayMs)
+  }
+
+  #clearTimer(): void {
+    if (this.#timer !== undefined) clearTimeout(this.#timer)
+    this.#timer = undefined
+  }
+
+  #poll(): Promise<void> {
+    this.#polling ??= this.#pollOnce().finally(() => {
+      this.#polling = undefined
+      this.#schedule(false)
+    })
+    return this.#polling
+  }
+
+  async #pollOnce(): Promise<void> {
+    const entries = [...this.#entries.values()]
+    if (entries.length === 0) return
+    this.#polls++
+    let statuses
+    try {
+      statuses = await transactionStatuses(
+        this.#sql,
+        entries.map((entry) => entry.txid),
+      )
+    } catch (error) {
+      this.#hooks.error(error, 'asking which transactions committed failed')
+      this.#delayMs = Math.min(this.#delayMs * 2, MAX_DELAY_MS)
+      return
+    }
+    const committed: RelayEntry[] = []
+    const rolledBack: RelayEntry[] = []
+    entries.forEach((entry, index) => {
+      const status = statuses[index]
+      if (status === 'in progress') return
+      this.#entries.delete(entry.pendingId)
+      // Too old to know: evicting again is harmless, missing a commit is not.
+      if (status === 'aborted') rolledBack.push(entry)
+      else committed.push(entry)
+    })
+    if (rolledBack.length > 0) this.#hooks.rolledBack(rolledBack)
+    this.#delayMs =
+      committed.length + rolledBack.length > 0 ? FIRST_DELAY_MS : Math.min(this.#delayMs * 2, MAX_DELAY_MS)
+    if (committed.length === 0) return
+    try {
+      await this.#hooks.committed(committed)
+    } catch (error) {
+      // The log rows are committed: the other instances' log polls still deliver them.
+      this.#hooks.error(error, 'relaying committed invalidations failed; the durable log still carries them')
+    }
+  }
+}
