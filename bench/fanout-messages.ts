@@ -1,7 +1,10 @@
 /** The IPC protocol between `fanout.ts` and `fanout-receiver.ts`. */
 
-/** `herald`: Herald publish/subscribe and InvalidatingCache; `raw`: postgres.js notify/listen. */
-export type FanoutContender = 'herald' | 'raw'
+/**
+ * `herald`: Herald publish/subscribe and InvalidatingCache; `raw`: postgres.js notify/listen;
+ * `pgListen`: pg-listen (on `pg`) notify and `notifications.on`.
+ */
+export type FanoutContender = 'herald' | 'raw' | 'pgListen'
 
 export type ToReceiver =
   | {
@@ -15,10 +18,14 @@ export type ToReceiver =
       readonly cacheChannel: string
       /** One NOTIFY per key, postgres.js. */
       readonly rawKeys: string
+      /** Latency pings, pg-listen. */
+      readonly pgListenPing: string
+      /** One NOTIFY per key, pg-listen. */
+      readonly pgListenKeys: string
       /** `max` of the cache: room for a round's keys, so nothing leaves by LRU. */
       readonly max: number
     }
-  /** Fill the cache (herald) or the Map (raw) with the round's keys, then say 'filled'. */
+  /** Fill the cache (herald) or the contender's Map (raw, pgListen) with the round's keys, then say 'filled'. */
   | {
       readonly type: 'fill'
       readonly round: number
@@ -40,6 +47,8 @@ export type FromReceiver =
       readonly rawPings: number
       readonly invalidationsReceived: number
       readonly rawKeyNotifications: number
+      readonly pgListenPings: number
+      readonly pgListenKeyNotifications: number
     }
   | { readonly type: 'failed'; readonly message: string }
 

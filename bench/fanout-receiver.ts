@@ -2,7 +2,7 @@
  * One of the listening processes of `fanout.ts`: reports over IPC the moment each latency
  * ping reaches its handler (on the machine's clock, `performance.timeOrigin +
  * performance.now()`), and evicts a round's keys from an InvalidatingCache (Herald) or a Map
- * (postgres.js), saying when the last one has left.
+ * (postgres.js, pg-listen), saying when the last one has left.
  */
 import { Herald } from '@herald/core'
 import { InvalidatingCache } from '@herald/lru'
@@ -10,13 +10,21 @@ import postgres from 'postgres'
 import { fanoutKey, type FanoutPing, type FromReceiver, type ToReceiver } from './fanout-messages.js'
 import { makeUser, type User } from './lib/users.js'
 import { failureReporter, sendToParent } from './lib/parent-channel.js'
+import { openPgListen, type PgListen } from './lib/pg-listen.js'
 
 let herald: Herald | undefined
 let cache: InvalidatingCache<User> | undefined
 let sql: postgres.Sql | undefined
+let pgListen: PgListen | undefined
 let closing: Promise<void> | undefined
-const raw = new Map<string, User>()
-const counts = { heraldPings: 0, rawPings: 0, rawKeyNotifications: 0 }
+const maps = { raw: new Map<string, User>(), pgListen: new Map<string, User>() }
+const counts = {
+  heraldPings: 0,
+  rawPings: 0,
+  rawKeyNotifications: 0,
+  pgListenPings: 0,
+  pgListenKeyNotifications: 0,
+}
 let round = -1
 let remaining = 0
 
@@ -33,7 +41,7 @@ const fail = failureReporter(() => shutdown())
 function shutdown(): Promise<void> {
   closing ??= (async () => {
     await cache?.close()
-    await Promise.all([herald?.close(), sql?.end({ timeout: 1 })])
+    await Promise.all([herald?.close(), sql?.end({ timeout: 1 }), pgListen?.close()])
   })()
   return closing
 }
@@ -75,8 +83,24 @@ async function start(message: Extract<ToReceiver, { type: 'start' }>): Promise<v
   })
   await sql.listen(message.rawKeys, (key) => {
     counts.rawKeyNotifications++
-    if (raw.delete(key)) evicted()
+    if (maps.raw.delete(key)) evicted()
   })
+  pgListen = await openPgListen(message.url, 'bench-fanout-receiver-pg-listen')
+  pgListen.failure.catch(fail)
+  const { subscriber } = pgListen
+  // Payloads arrive parsed (pg-listen's default JSON.parse): the ping as an object, the key,
+  // sent JSON-encoded by its notify, as a string.
+  subscriber.notifications.on(message.pgListenPing, (ping: FanoutPing) => {
+    const at = now()
+    counts.pgListenPings++
+    send({ type: 'got', contender: 'pgListen', seq: ping.seq, at })
+  })
+  subscriber.notifications.on(message.pgListenKeys, (key: string) => {
+    counts.pgListenKeyNotifications++
+    if (maps.pgListen.delete(key)) evicted()
+  })
+  await subscriber.listenTo(message.pgListenPing)
+  await subscriber.listenTo(message.pgListenKeys)
   send({ type: 'ready' })
 }
 
@@ -87,7 +111,7 @@ function fill(message: Extract<ToReceiver, { type: 'fill' }>): void {
   remaining = message.keys
   for (let id = 0; id < message.keys; id++) {
     const key = fanoutKey(message.round, id)
-    if (message.contender === 'raw') raw.set(key, makeUser(id))
+    if (message.contender !== 'herald') maps[message.contender].set(key, makeUser(id))
     else if (!cache?.set(key, makeUser(id))) throw new Error('the cache refused a set: not live')
   }
   send({ type: 'filled', round: message.round })

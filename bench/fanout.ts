@@ -1,6 +1,7 @@
 /**
  * Fan-out: one publisher, eight listening processes (three in a quick run), each with its own
- * Herald and InvalidatingCache (and a postgres.js listener for the baseline).
+ * Herald and InvalidatingCache (and a postgres.js listener for the baseline, and a pg-listen
+ * subscriber for the peer).
  *
  * - `fanout`: latency to the LAST receiver of a message, one message in flight. The publisher
  *   records the send time and every receiver the receipt time, both as
@@ -24,7 +25,9 @@ import {
 import type { Benchmark, BenchContext, LatencyResult, RepeatedResult } from './lib/benchmark.js'
 import { Child } from './lib/child.js'
 import { openCache, type OpenCache } from './lib/open-cache.js'
+import { openPgListen, type PgListen } from './lib/pg-listen.js'
 import { compare, figures, interleave } from './lib/repetitions.js'
+import { shuffled } from './lib/shuffled.js'
 import { median, summarize } from './lib/stats.js'
 import { withTimeout } from './lib/timeout.js'
 
@@ -39,16 +42,17 @@ const QUICK_KEYS = 2_000
 /** Concurrent `invalidate(key)` calls per batch: what the coalescing publisher gets to merge. */
 const BATCH = 1_000
 const DISCARD = 1
-/** Spawning, tsx compiling, three connections and three LISTENs per receiver, on 2 cores. */
+/** Spawning, tsx compiling, four connections and five LISTENs per receiver, on 2 cores. */
 const READY_TIMEOUT_MS = 120_000
 const SAMPLE_TIMEOUT_MS = 5_000
 const ROUND_TIMEOUT_MS = 300_000
-const CONTENDERS: readonly FanoutContender[] = ['herald', 'raw']
+const CONTENDERS: readonly FanoutContender[] = ['herald', 'raw', 'pgListen']
 
 interface Fleet extends AsyncDisposable {
   readonly receivers: readonly Child<ToReceiver, FromReceiver>[]
   readonly opened: OpenCache
   readonly sql: postgres.Sql
+  readonly pgListen: PgListen
   readonly failure: Promise<never>
   readonly channels: Omit<Extract<ToReceiver, { type: 'start' }>, 'type' | 'url' | 'max'>
   stop(): Promise<Extract<FromReceiver, { type: 'stopped' }>[]>
@@ -83,13 +87,15 @@ export const fanoutThroughput: Benchmark = {
   run: runThroughput,
 }
 
-/** Spawns the receivers and the publisher's Herald, cache and postgres.js client. */
+/** Spawns the receivers and the publisher's Herald, cache, postgres.js client and pg-listen subscriber. */
 async function openFleet(context: BenchContext, max: number): Promise<Fleet> {
   const channels = {
     heraldPing: uniqueName('bench_fan_ping'),
     rawPing: uniqueName('bench_fan_ping_raw'),
     cacheChannel: uniqueName('bench_fan_inv'),
     rawKeys: uniqueName('bench_fan_inv_raw'),
+    pgListenPing: uniqueName('bench_fan_ping_pgl'),
+    pgListenKeys: uniqueName('bench_fan_inv_pgl'),
   }
   const receivers = Array.from(
     { length: receiverCount(context) },
@@ -101,8 +107,9 @@ async function openFleet(context: BenchContext, max: number): Promise<Fleet> {
     connection: { application_name: 'bench-fanout-raw' },
   })
   let opened: OpenCache | undefined
+  let pgListen: PgListen | undefined
   const close = async (): Promise<void> => {
-    await Promise.all([opened?.[Symbol.asyncDispose](), sql.end({ timeout: 1 })])
+    await Promise.all([opened?.[Symbol.asyncDispose](), sql.end({ timeout: 1 }), pgListen?.close()])
     for (const receiver of receivers) {
       if ((await receiver.close()) === 'killed')
         console.warn(`${RECEIVER} did not exit after closing; killed`)
@@ -115,7 +122,13 @@ async function openFleet(context: BenchContext, max: number): Promise<Fleet> {
       max,
       channel: channels.cacheChannel,
     })
-    const failure = Promise.race([opened.failure, ...receivers.map((receiver) => receiver.failure)])
+    // Listens on nothing: the publisher only sends through it, on its one connection.
+    pgListen = await openPgListen(context.url, 'bench-fanout-pg-listen')
+    const failure = Promise.race([
+      opened.failure,
+      pgListen.failure,
+      ...receivers.map((receiver) => receiver.failure),
+    ])
     failure.catch(() => {})
     await Promise.race([
       Promise.all(receivers.map((receiver) => receiver.receive('ready', READY_TIMEOUT_MS))),
@@ -125,6 +138,7 @@ async function openFleet(context: BenchContext, max: number): Promise<Fleet> {
       receivers,
       opened,
       sql,
+      pgListen,
       failure,
       channels,
       stop: async () => {
@@ -150,20 +164,24 @@ async function runLatency(context: BenchContext): Promise<LatencyResult> {
   try {
     const { receivers, opened, sql, channels } = fleet
     const herald = opened.herald
+    const { subscriber } = fleet.pgListen
     const send: Record<FanoutContender, (ping: FanoutPing) => Promise<void>> = {
       herald: (ping) => herald.publish(channels.heraldPing, ping),
       raw: async (ping) => {
         await sql.notify(channels.rawPing, JSON.stringify(ping))
       },
+      // pg-listen serializes the object itself (JSON.stringify, its default).
+      pgListen: async (ping) => {
+        await subscriber.notify(channels.pgListenPing, ping)
+      },
     }
-    const latencies: Record<FanoutContender, number[]> = { herald: [], raw: [] }
+    const latencies: Record<FanoutContender, number[]> = { herald: [], raw: [], pgListen: [] }
     /** Spread between the first and the last receiver, per sample: what fan-out adds. */
-    const spreads: Record<FanoutContender, number[]> = { herald: [], raw: [] }
+    const spreads: Record<FanoutContender, number[]> = { herald: [], raw: [], pgListen: [] }
     let negative = 0
     const notifiesBefore = herald.stats().notifies
     for (let round = 0; round < warmup + samples; round++) {
-      const order = Math.random() < 0.5 ? CONTENDERS : [...CONTENDERS].reverse()
-      for (const contender of order) {
+      for (const contender of shuffled(CONTENDERS)) {
         const ping: FanoutPing = {
           seq: round,
           key: `user:${1000 + (round % 1000)}:profile`,
@@ -201,23 +219,25 @@ async function runLatency(context: BenchContext): Promise<LatencyResult> {
     const stopped = await fleet.stop()
     const rounds = warmup + samples
     for (const report of stopped) {
-      if (report.heraldPings !== rounds || report.rawPings !== rounds) {
+      if (report.heraldPings !== rounds || report.rawPings !== rounds || report.pgListenPings !== rounds) {
         throw new Error(
-          `a receiver saw ${report.heraldPings} Herald and ${report.rawPings} raw pings of ${rounds}`,
+          `a receiver saw ${report.heraldPings} Herald, ${report.rawPings} raw and ` +
+            `${report.pgListenPings} pg-listen pings of ${rounds}`,
         )
       }
     }
     const heraldSummary = summarize(latencies.herald)
     const rawSummary = summarize(latencies.raw)
+    const pgListenSummary = summarize(latencies.pgListen)
     return {
       kind: 'latency',
       name: 'fanout',
       title: `Fan-out latency: one publisher, ${receivers.length} receiving processes, to the last receiver`,
       method:
-        `Publisher records the send time, each of ${receivers.length} receivers (own process, own Herald, or ` +
-        'postgres.js sql.listen) the time its handler ran, both as performance.timeOrigin + performance.now() ' +
+        `Publisher records the send time, each of ${receivers.length} receivers (own process, own Herald, ` +
+        'postgres.js sql.listen or pg-listen subscriber) the time its handler ran, both as performance.timeOrigin + performance.now() ' +
         '(one machine clock); a sample is the last receipt minus the send, once every receiver has reported over ' +
-        'IPC and the publish has resolved; one message in flight; contenders alternate in random order each round.',
+        'IPC and the publish has resolved; one message in flight; contenders run in a fresh random order each round.',
       contenders: [
         {
           id: 'herald',
@@ -233,6 +253,13 @@ async function runLatency(context: BenchContext): Promise<LatencyResult> {
           summary: rawSummary,
           discarded: warmup,
         },
+        {
+          id: 'pgListen',
+          name: 'pg-listen',
+          label: 'pg-listen: notify → last of N notifications.on',
+          summary: pgListenSummary,
+          discarded: warmup,
+        },
       ],
       comparisons: [
         {
@@ -241,6 +268,12 @@ async function runLatency(context: BenchContext): Promise<LatencyResult> {
           p50: heraldSummary.p50 / rawSummary.p50,
           p99: heraldSummary.p99 / rawSummary.p99,
         },
+        {
+          of: 'herald',
+          to: 'pgListen',
+          p50: heraldSummary.p50 / pgListenSummary.p50,
+          p99: heraldSummary.p99 / pgListenSummary.p99,
+        },
       ],
       checks: {
         receivers: receivers.length,
@@ -248,11 +281,13 @@ async function runLatency(context: BenchContext): Promise<LatencyResult> {
         heraldNotifies,
         receiverHeraldPingsMin: Math.min(...stopped.map((report) => report.heraldPings)),
         receiverRawPingsMin: Math.min(...stopped.map((report) => report.rawPings)),
+        receiverPgListenPingsMin: Math.min(...stopped.map((report) => report.pgListenPings)),
         // A receipt stamped before its send would mean the clocks disagree across processes.
         samplesWithReceiptBeforeSend: negative,
         // First-to-last receiver spread (ms, median): the cost of fan-out itself.
         heraldSpreadP50Ms: median(spreads.herald),
         rawSpreadP50Ms: median(spreads.raw),
+        pgListenSpreadP50Ms: median(spreads.pgListen),
       },
     }
   } catch (error) {
@@ -269,7 +304,8 @@ async function runThroughput(context: BenchContext): Promise<RepeatedResult> {
   try {
     const { receivers, opened, sql, channels } = fleet
     const { herald, cache } = opened
-    const notifies: Record<FanoutContender, number[]> = { herald: [], raw: [] }
+    const { subscriber } = fleet.pgListen
+    const notifies: Record<FanoutContender, number[]> = { herald: [], raw: [], pgListen: [] }
     let sequence = 0
     const measured = await interleave(
       CONTENDERS,
@@ -289,18 +325,20 @@ async function runThroughput(context: BenchContext): Promise<RepeatedResult> {
         )
         await Promise.race([Promise.all([invalidate(contender, roundKeys), evicted]), fleet.failure])
         const elapsedMs = performance.now() - startedAt
-        notifies[contender].push(contender === 'raw' ? keys : herald.stats().notifies - notifiesBefore)
+        notifies[contender].push(contender === 'herald' ? herald.stats().notifies - notifiesBefore : keys)
         return keys / (elapsedMs / 1000)
       },
     )
     const rounds = sequence
     const stats = cache.stats()
     const stopped = await fleet.stop()
-    const rawRounds = rounds / CONTENDERS.length
+    // Every contender ran the same number of rounds, so each per-key baseline sent this many.
+    const perKeySent = (rounds / CONTENDERS.length) * keys
     for (const report of stopped) {
-      if (report.rawKeyNotifications !== rawRounds * keys) {
+      if (report.rawKeyNotifications !== perKeySent || report.pgListenKeyNotifications !== perKeySent) {
         throw new Error(
-          `a receiver got ${report.rawKeyNotifications} raw NOTIFYs of ${rawRounds * keys} sent`,
+          `a receiver got ${report.rawKeyNotifications} raw and ${report.pgListenKeyNotifications} ` +
+            `pg-listen NOTIFYs of ${perKeySent} each`,
         )
       }
     }
@@ -310,11 +348,13 @@ async function runThroughput(context: BenchContext): Promise<RepeatedResult> {
       title: `Fan-out throughput: one instance invalidates, ${receivers.length} others evict`,
       method:
         `${keys.toLocaleString('en-US')} keys per repetition, cached by each of ${receivers.length} receiving ` +
-        'processes (own Herald and InvalidatingCache, or postgres.js sql.listen and a Map for the baseline); ' +
+        'processes (own Herald and InvalidatingCache, or a Map behind postgres.js sql.listen for the baseline or ' +
+        'behind a pg-listen subscriber); ' +
         'timed from the first invalidation until every receiver has reported (over IPC) that its last key left; ' +
         `keys/s. Herald: Promise.all of ${BATCH.toLocaleString('en-US')} cache.invalidate(key) calls at a time ` +
         '(coalesced per tick); baseline: one sql.notify(channel, key) per key, all issued at once ' +
-        '(Promise.all, default pool of 10 connections).',
+        '(Promise.all, default pool of 10 connections); pg-listen: one subscriber.notify(channel, key) per key, ' +
+        'one after another on its one connection (pg runs one statement at a time per client).',
       unit: { name: 'keys/s', better: 'higher' },
       repetitions: measured.raw.length,
       discarded: DISCARD,
@@ -331,17 +371,27 @@ async function runThroughput(context: BenchContext): Promise<RepeatedResult> {
           label: 'postgres.js: sql.notify per key',
           figures: figures(measured.raw),
         },
+        {
+          id: 'pgListen',
+          name: 'pg-listen',
+          label: 'pg-listen: subscriber.notify per key',
+          figures: figures(measured.pgListen),
+        },
       ],
-      comparisons: [compare(measured, 'herald', 'raw')],
+      comparisons: [compare(measured, 'herald', 'raw'), compare(measured, 'herald', 'pgListen')],
       checks: {
         keysPerRepetition: keys,
         receivers: receivers.length,
         rounds,
         heraldNotifiesPerRound: median(notifies.herald),
         rawNotifiesPerRound: median(notifies.raw),
+        pgListenNotifiesPerRound: median(notifies.pgListen),
         invalidationsSent: stats.invalidationsSent,
         receiverInvalidationsReceivedMin: Math.min(...stopped.map((report) => report.invalidationsReceived)),
         receiverRawNotificationsMin: Math.min(...stopped.map((report) => report.rawKeyNotifications)),
+        receiverPgListenNotificationsMin: Math.min(
+          ...stopped.map((report) => report.pgListenKeyNotifications),
+        ),
       },
     }
 
@@ -352,7 +402,14 @@ async function runThroughput(context: BenchContext): Promise<RepeatedResult> {
         }
         return
       }
-      await Promise.all(roundKeys.map((key) => sql.notify(channels.rawKeys, key)))
+      if (contender === 'raw') {
+        await Promise.all(roundKeys.map((key) => sql.notify(channels.rawKeys, key)))
+        return
+      }
+      // pg-listen has no pool, and pg runs one statement at a time per client: issued all at
+      // once they would only wait in pg's queue (which pg 8.23 deprecates, with a warning), so
+      // one after another is the same traffic on the wire.
+      for (const key of roundKeys) await subscriber.notify(channels.pgListenKeys, key)
     }
   } catch (error) {
     await Promise.all(fleet.receivers.map((receiver) => receiver.kill()))

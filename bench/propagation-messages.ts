@@ -12,13 +12,19 @@ export type ToReceiver =
       readonly url: string
       readonly herald: EchoChannels
       readonly raw: EchoChannels
+      readonly pgListen: EchoChannels
     }
   | { readonly type: 'stop' }
 
 export type FromReceiver =
   | { readonly type: 'ready' }
   /** Pings each contender's handler saw: anything short of what was sent is a lost message. */
-  | { readonly type: 'stopped'; readonly herald: number; readonly raw: number }
+  | {
+      readonly type: 'stopped'
+      readonly herald: number
+      readonly raw: number
+      readonly pgListen: number
+    }
   | { readonly type: 'failed'; readonly message: string }
 
 /** The payload of every ping and echo: small, like a cache invalidation. */

@@ -6,11 +6,13 @@ import { Herald } from '@herald/core'
 import postgres from 'postgres'
 import type { FromReceiver, Ping, ToReceiver } from './propagation-messages.js'
 import { failureReporter, sendToParent } from './lib/parent-channel.js'
+import { openPgListen, type PgListen } from './lib/pg-listen.js'
 
 let herald: Herald | undefined
 let sql: postgres.Sql | undefined
+let pgListen: PgListen | undefined
 let closing: Promise<void> | undefined
-const received = { herald: 0, raw: 0 }
+const received = { herald: 0, raw: 0, pgListen: 0 }
 
 function send(message: FromReceiver, then?: () => void): void {
   sendToParent(message, then)
@@ -19,7 +21,9 @@ function send(message: FromReceiver, then?: () => void): void {
 const fail = failureReporter(() => shutdown())
 
 function shutdown(): Promise<void> {
-  closing ??= Promise.all([herald?.close(), sql?.end({ timeout: 1 })]).then(() => undefined)
+  closing ??= Promise.all([herald?.close(), sql?.end({ timeout: 1 }), pgListen?.close()]).then(
+    () => undefined,
+  )
   return closing
 }
 
@@ -43,6 +47,16 @@ async function start(url: string, channels: Extract<ToReceiver, { type: 'start' 
     const ping = JSON.parse(text) as Ping
     rawSql.notify(channels.raw.echo, JSON.stringify(ping)).catch(fail)
   })
+  pgListen = await openPgListen(url, 'bench-receiver-pg-listen')
+  pgListen.failure.catch(fail)
+  const { subscriber } = pgListen
+  // pg-listen parses the payload (JSON.parse) before the handler and serializes it again in
+  // notify (JSON.stringify): the same JSON work as the other two echoes.
+  subscriber.notifications.on(channels.pgListen.ping, (ping: Ping) => {
+    received.pgListen++
+    subscriber.notify(channels.pgListen.echo, ping).catch(fail)
+  })
+  await subscriber.listenTo(channels.pgListen.ping)
   send({ type: 'ready' })
 }
 
