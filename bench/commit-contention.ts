@@ -5,10 +5,12 @@
  * appends to the notification queue), so every NOTIFYing writer queues behind every other:
  * this measures what that costs writers, and what Herald's two ways of invalidating cost.
  */
-import { uniqueName, waitFor } from '@herald/testing'
-import postgres from 'postgres'
+import { startPostgres, uniqueName, waitFor } from '@herald/testing'
+import postgres, { type TransactionSql } from 'postgres'
 import type { Benchmark, BenchContext, RepeatedResult } from './lib/benchmark.js'
+import { InvalidatingCache } from '@herald/lru'
 import { openCache } from './lib/open-cache.js'
+import type { User } from './lib/users.js'
 import { compare, figures, interleave } from './lib/repetitions.js'
 import { median } from './lib/stats.js'
 
@@ -18,13 +20,20 @@ const DURATION_MS = 5_000
 const QUICK_DURATION_MS = 2_000
 /** The discarded round of each mode is this short: it only warms pools and prepared statements. */
 const WARMUP_MS = 1_000
-/** 4 modes × 5 s per repetition: three repetitions keep the benchmark near a minute. */
+/** 6 modes × 5 s per repetition: three repetitions keep the benchmark near a minute and a half. */
 const MAX_REPETITIONS = 3
 const DISCARD = 1
 const SETTLE_TIMEOUT_MS = 30_000
 
-type Mode = 'none' | 'rawNotify' | 'heraldTx' | 'heraldAfter'
-const MODES: readonly Mode[] = ['none', 'rawNotify', 'heraldTx', 'heraldAfter']
+type Mode = 'none' | 'secondStatement' | 'rawNotify' | 'heraldTx' | 'heraldRelay' | 'heraldAfter'
+const MODES: readonly Mode[] = [
+  'none',
+  'secondStatement',
+  'rawNotify',
+  'heraldTx',
+  'heraldRelay',
+  'heraldAfter',
+]
 
 function durationMs(context: BenchContext): number {
   return context.quick ? QUICK_DURATION_MS : DURATION_MS
@@ -34,15 +43,53 @@ function repetitions(context: BenchContext): number {
   return Math.min(context.repetitions, MAX_REPETITIONS)
 }
 
-export const commitContention: Benchmark = {
-  name: 'commit-contention',
-  plan: (context) =>
-    `${repetitions(context)} repetitions per mode after ${DISCARD} discarded, ` +
-    `${WRITERS} writers for ${durationMs(context) / 1000} s each`,
-  run,
+/**
+ * `awaited`: each statement of the transaction awaited in turn, as most code is written; the
+ * Node process (one core of two) is the bottleneck, and any second statement costs a round trip.
+ * `pipelined`: the UPDATE and the mode's statement sent together (`Promise.all`), so each
+ * transaction is three round trips in every mode and the server's work, the commit lock
+ * included, decides: closer to what pgbench measures.
+ */
+type Style = 'awaited' | 'pipelined'
+
+/**
+ * `fast`: the suite's server (fsync and synchronous_commit off): a commit costs next to
+ * nothing, so holding the NOTIFY lock across one costs little. `durable`: a server of its own
+ * with fsync, synchronous_commit and full_page_writes on, as in production: a commit waits for
+ * its WAL flush, commits without NOTIFY share flushes (group commit), and NOTIFYing ones hold
+ * the lock across their own flush, one at a time.
+ */
+type ServerKind = 'fast' | 'durable'
+
+const DURABLE_FLAGS = ['-c', 'fsync=on', '-c', 'synchronous_commit=on', '-c', 'full_page_writes=on']
+
+function contention(name: string, style: Style, server: ServerKind): Benchmark {
+  return {
+    name,
+    plan: (context) =>
+      `${repetitions(context)} repetitions per mode after ${DISCARD} discarded, ` +
+      `${WRITERS} writers for ${durationMs(context) / 1000} s each, statements ${style}, ${server} server`,
+    run: async (context) => {
+      if (server === 'fast') return run(context, name, style, server)
+      // DATABASE_URL is used as it is: its settings are whatever its owner chose.
+      if (process.env['DATABASE_URL']) return run(context, name, style, server)
+      await using durable = await startPostgres({ label: 'bench-durable', postgresFlags: DURABLE_FLAGS })
+      // Awaited here, so the server outlives the run.
+      return await run({ ...context, url: durable.url }, name, style, server)
+    },
+  }
 }
 
-async function run(context: BenchContext): Promise<RepeatedResult> {
+export const commitContention = contention('commit-contention', 'awaited', 'fast')
+export const commitContentionPipelined = contention('commit-contention-pipelined', 'pipelined', 'fast')
+export const commitContentionDurable = contention('commit-contention-durable', 'awaited', 'durable')
+
+async function run(
+  context: BenchContext,
+  name: string,
+  style: Style,
+  server: ServerKind,
+): Promise<RepeatedResult> {
   const duration = durationMs(context)
   const table = uniqueName('bench_contention')
   const rawChannel = uniqueName('bench_contention_raw')
@@ -60,6 +107,16 @@ async function run(context: BenchContext): Promise<RepeatedResult> {
   })
   await using opened = await openCache(context.url, { applicationName: 'bench-contention', max: ROWS })
   const { herald, cache } = opened
+  // The same Herald, a durable cache whose transactional invalidations are relayed after commit.
+  const relayed = new InvalidatingCache<User>({
+    herald,
+    name: 'users-relayed',
+    channel: uniqueName('bench_contention_relay'),
+    max: ROWS,
+    durable: { relay: true },
+  })
+  const relayFailure = new Promise<never>((_, reject) => relayed.on('error', reject))
+  relayFailure.catch(() => {})
   let rawSent = 0
   let rawReceived = 0
   try {
@@ -69,11 +126,21 @@ async function run(context: BenchContext): Promise<RepeatedResult> {
     await listener.listen(rawChannel, () => {
       rawReceived++
     })
-    const writes: Record<Mode, number[]> = { none: [], rawNotify: [], heraldTx: [], heraldAfter: [] }
-    const notifiesPerWrite: Record<Mode, number[]> = {
+    await relayed.ready()
+    const writes: Record<Mode, number[]> = {
       none: [],
+      secondStatement: [],
       rawNotify: [],
       heraldTx: [],
+      heraldRelay: [],
+      heraldAfter: [],
+    }
+    const notifiesPerWrite: Record<Mode, number[]> = {
+      none: [],
+      secondStatement: [],
+      rawNotify: [],
+      heraldTx: [],
+      heraldRelay: [],
       heraldAfter: [],
     }
     const measured = await interleave(
@@ -83,7 +150,7 @@ async function run(context: BenchContext): Promise<RepeatedResult> {
         const ms = round < DISCARD ? WARMUP_MS : duration
         const notifiesBefore = herald.stats().notifies
         const rawBefore = rawSent
-        const { count, elapsedMs } = await Promise.race([write(mode, ms), opened.failure])
+        const { count, elapsedMs } = await Promise.race([write(mode, ms), opened.failure, relayFailure])
         const notifies = mode === 'rawNotify' ? rawSent - rawBefore : herald.stats().notifies - notifiesBefore
         await settle()
         if (round >= DISCARD) {
@@ -93,23 +160,37 @@ async function run(context: BenchContext): Promise<RepeatedResult> {
         return count / (elapsedMs / 1000)
       },
     )
-    const [queue] = await sql<{ usage: number }[]>`select pg_notification_queue_usage() as usage`
+    const [queue] = await sql<{ usage: number; fsync: string; synchronousCommit: string }[]>`
+      select pg_notification_queue_usage() as usage, current_setting('fsync') as fsync,
+             current_setting('synchronous_commit') as "synchronousCommit"`
     const stats = cache.stats()
     return {
       kind: 'repeated',
-      name: 'commit-contention',
-      title: `Commit contention: ${WRITERS} writers, one-row UPDATE per transaction`,
+      name,
+      title: `Commit contention: ${WRITERS} writers, one-row UPDATE per transaction, statements ${style}, ${server} server`,
       method:
         `${WRITERS} concurrent writers (postgres.js, max ${WRITERS} connections, one process), each running ` +
         `sql.begin(UPDATE one random row of ${ROWS.toLocaleString('en-US')}) back to back for ` +
-        `${duration / 1000} s; write transactions/s. (a) no notification; (b) select pg_notify(channel, key) inside ` +
-        'each transaction; (c) cache.invalidate(key, { tx }) inside each transaction (one NOTIFY per transaction ' +
-        'plus one pg_current_xact_id() round trip), which takes the server-wide NOTIFY commit lock exactly as (b) ' +
+        `${duration / 1000} s; write transactions/s. (a) no notification; (a') a second statement (select 1) in ` +
+        `each transaction, no notification: the floor for anything recorded in the transaction; (b) select pg_notify(channel, key) inside ` +
+        'each transaction; (c) cache.invalidate(key, { tx }) inside each transaction (one NOTIFY per transaction, ' +
+        'its transaction id asked in the same round trip), which takes the server-wide NOTIFY commit lock exactly as (b) ' +
         'does; (d) await cache.invalidate(key) right after each commit, outside the transaction: coalesced per ' +
         'tick on Herald’s publisher connection, so many writers share one NOTIFY and one commit lock. (d) is after ' +
         'commit by construction, but not atomic with it: a crash between the commit and the invalidation loses ' +
-        'the invalidation (unless the cache is durable), which (c) cannot. Every NOTIFY is listened to in-process ' +
-        'and waited for before the next mode runs.',
+        'the invalidation (unless the cache is durable), which (c) cannot. (e) cache.invalidate(key, { tx }) on a ' +
+        'cache with durable: { relay: true }: the transaction inserts only its log row (no NOTIFY, no commit lock); ' +
+        'the instance asks which of its writers’ transactions have committed (one pg_xact_status query for all) and ' +
+        'sends one NOTIFY for all it found — atomic with the commit like (c), since the log row is the guarantee. ' +
+        'Every NOTIFY is listened to in-process and waited for before the next mode runs. ' +
+        (server === 'durable'
+          ? 'On a server of its own with fsync, synchronous_commit and full_page_writes on (each commit waits ' +
+            'for its WAL flush; commits without NOTIFY share flushes, NOTIFYing ones flush one at a time). '
+          : '') +
+        (style === 'awaited'
+          ? 'Each statement is awaited before the next, as most code is written: the Node process is the bottleneck.'
+          : 'The UPDATE and the mode’s statement are sent together (Promise.all), so every mode is three round ' +
+            'trips (BEGIN, the statements, COMMIT) and the server’s work, the NOTIFY commit lock included, decides.'),
       unit: { name: 'tx/s', better: 'higher' },
       repetitions: measured.none.length,
       discarded: DISCARD,
@@ -119,6 +200,12 @@ async function run(context: BenchContext): Promise<RepeatedResult> {
           name: 'no notification',
           label: '(a) UPDATE, no notification',
           figures: figures(measured.none),
+        },
+        {
+          id: 'secondStatement',
+          name: 'second statement',
+          label: "(a') UPDATE + select 1, no notification",
+          figures: figures(measured.secondStatement),
         },
         {
           id: 'rawNotify',
@@ -133,6 +220,12 @@ async function run(context: BenchContext): Promise<RepeatedResult> {
           figures: figures(measured.heraldTx),
         },
         {
+          id: 'heraldRelay',
+          name: 'Herald { tx } relayed',
+          label: '(e) UPDATE + cache.invalidate(key, { tx }), durable relay',
+          figures: figures(measured.heraldRelay),
+        },
+        {
           id: 'heraldAfter',
           name: 'Herald after commit',
           label: '(d) UPDATE, then cache.invalidate(key)',
@@ -140,9 +233,13 @@ async function run(context: BenchContext): Promise<RepeatedResult> {
         },
       ],
       comparisons: [
+        compare(measured, 'secondStatement', 'none'),
         compare(measured, 'rawNotify', 'none'),
         compare(measured, 'heraldTx', 'none'),
+        compare(measured, 'heraldRelay', 'none'),
         compare(measured, 'heraldAfter', 'none'),
+        compare(measured, 'heraldRelay', 'rawNotify'),
+        compare(measured, 'heraldRelay', 'secondStatement'),
       ],
       checks: {
         writers: WRITERS,
@@ -150,23 +247,32 @@ async function run(context: BenchContext): Promise<RepeatedResult> {
         durationMs: duration,
         // Transactions per kept round (median), per mode.
         writesNone: median(writes.none),
+        writesSecondStatement: median(writes.secondStatement),
         writesRawNotify: median(writes.rawNotify),
         writesHeraldTx: median(writes.heraldTx),
+        writesHeraldRelay: median(writes.heraldRelay),
         writesHeraldAfter: median(writes.heraldAfter),
         // NOTIFYs per write transaction: 1 for (b) and (c), far below 1 for (d) (coalescing).
         notifiesPerWriteRawNotify: median(notifiesPerWrite.rawNotify),
         notifiesPerWriteHeraldTx: median(notifiesPerWrite.heraldTx),
+        notifiesPerWriteHeraldRelay: median(notifiesPerWrite.heraldRelay),
         notifiesPerWriteHeraldAfter: median(notifiesPerWrite.heraldAfter),
         rawNotifiesSent: rawSent,
         rawNotifiesReceived: rawReceived,
         heraldNotifies: herald.stats().notifies,
         heraldNotificationsReceived: herald.stats().notifications,
         invalidationsSent: stats.invalidationsSent,
+        relayedInvalidationsSent: relayed.stats().invalidationsSent,
+        relayPendingAtEnd: relayed.stats().pendingInvalidations,
         notificationQueueUsageAtEnd: queue?.usage ?? -1,
+        // 1 when on: the figures of a durable server differ in kind from those of a fast one.
+        serverFsync: queue?.fsync === 'on' ? 1 : 0,
+        serverSynchronousCommit: queue?.synchronousCommit === 'on' ? 1 : 0,
       },
     }
   } finally {
     await sql`drop table if exists ${sql(table)}`.catch(() => {})
+    await relayed.close()
     await Promise.all([sql.end({ timeout: 1 }), listener.end({ timeout: 1 })])
   }
 
@@ -181,13 +287,10 @@ async function run(context: BenchContext): Promise<RepeatedResult> {
           const id = 1 + Math.floor(Math.random() * ROWS)
           const key = `row:${id}`
           await sql.begin(async (tx) => {
-            await tx`update ${sql(table)} set n = n + 1 where id = ${id}`
-            if (mode === 'rawNotify') {
-              await tx`select pg_notify(${rawChannel}, ${key})`
-              rawSent++
-            } else if (mode === 'heraldTx') {
-              await cache.invalidate(key, { tx })
-            }
+            const update = tx`update ${sql(table)} set n = n + 1 where id = ${id}`
+            if (style === 'awaited') await update
+            const second = secondStatement(mode, tx, key)
+            await (style === 'awaited' ? second : Promise.all([update, second]))
           })
           if (mode === 'heraldAfter') await cache.invalidate(key)
           count++
@@ -195,6 +298,23 @@ async function run(context: BenchContext): Promise<RepeatedResult> {
       }),
     )
     return { count, elapsedMs: performance.now() - startedAt }
+  }
+
+  /** The mode's statement in the transaction (none for (a) and (d)). */
+  function secondStatement(mode: Mode, tx: TransactionSql, key: string): Promise<unknown> | undefined {
+    switch (mode) {
+      case 'secondStatement':
+        return tx`select 1`.then(() => {})
+      case 'rawNotify':
+        rawSent++
+        return tx`select pg_notify(${rawChannel}, ${key})`.then(() => {})
+      case 'heraldTx':
+        return cache.invalidate(key, { tx })
+      case 'heraldRelay':
+        return relayed.invalidate(key, { tx })
+      default:
+        return undefined
+    }
   }
 
   /** Waits until every NOTIFY sent so far has been heard, so none is processed during the next mode. */

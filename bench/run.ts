@@ -5,7 +5,7 @@
 import os from 'node:os'
 import type { Benchmark, BenchmarkResult } from './lib/benchmark.js'
 import { configPropagation } from './config-propagation.js'
-import { commitContention } from './commit-contention.js'
+import { commitContention, commitContentionDurable, commitContentionPipelined } from './commit-contention.js'
 import { fanout, fanoutThroughput } from './fanout.js'
 import { describeMachine } from './lib/machine.js'
 import { readOptions } from './lib/options.js'
@@ -31,6 +31,8 @@ const BENCHMARKS: readonly Benchmark[] = [
   fanout,
   fanoutThroughput,
   commitContention,
+  commitContentionPipelined,
+  commitContentionDurable,
 ]
 async function main(): Promise<void> {
   const options = readOptions(process.env)
