@@ -95,8 +95,16 @@ export class DurableLog {
       { rows: string; max_id: string; xmin: string; pruned_through: string; more: boolean }[]
     >`
       with found as (
-        select id, tx, keys, tags, flush from ${this.#sql.unsafe(this.#table)}
-        where cache = ${this.#cache} and (id > ${after.maxId.toString()}::bigint or tx >= ${after.xmin.toString()}::xid8)
+        -- Two halves, not one OR: each is a range scan of its own index over recent rows only,
+        -- where an OR under "order by id" gets a walk of the whole primary key.
+        select id, tx, keys, tags, flush from (
+          select id, tx, keys, tags, flush from ${this.#sql.unsafe(this.#table)}
+          where cache = ${this.#cache} and id > ${after.maxId.toString()}::bigint
+          union all
+          select id, tx, keys, tags, flush from ${this.#sql.unsafe(this.#table)}
+          where cache = ${this.#cache} and tx >= ${after.xmin.toString()}::xid8
+            and id <= ${after.maxId.toString()}::bigint
+        ) recent
         order by id
         limit ${limit + 1}
       )
