@@ -8,11 +8,12 @@
 import { startPostgres, uniqueName, waitFor } from '@herald/testing'
 import postgres, { type TransactionSql } from 'postgres'
 import type { Benchmark, BenchContext, RepeatedResult } from './lib/benchmark.js'
+import { Herald } from '@herald/core'
 import { InvalidatingCache } from '@herald/lru'
 import { openCache } from './lib/open-cache.js'
 import type { User } from './lib/users.js'
 import { compare, figures, interleave } from './lib/repetitions.js'
-import { median } from './lib/stats.js'
+import { median, percentile } from './lib/stats.js'
 
 const WRITERS = 32
 const ROWS = 1_000
@@ -20,20 +21,23 @@ const DURATION_MS = 5_000
 const QUICK_DURATION_MS = 2_000
 /** The discarded round of each mode is this short: it only warms pools and prepared statements. */
 const WARMUP_MS = 1_000
-/** 6 modes × 5 s per repetition: three repetitions keep the benchmark near a minute and a half. */
+/** 7 modes × 5 s per repetition: three repetitions keep the benchmark under two minutes. */
 const MAX_REPETITIONS = 3
 const DISCARD = 1
 const SETTLE_TIMEOUT_MS = 30_000
 
-type Mode = 'none' | 'secondStatement' | 'rawNotify' | 'heraldTx' | 'heraldRelay' | 'heraldAfter'
+type Mode = 'none' | 'secondStatement' | 'logRow' | 'rawNotify' | 'heraldTx' | 'heraldRelay' | 'heraldAfter'
 const MODES: readonly Mode[] = [
   'none',
   'secondStatement',
+  'logRow',
   'rawNotify',
   'heraldTx',
   'heraldRelay',
   'heraldAfter',
 ]
+
+const NOTIFYING: ReadonlySet<Mode> = new Set(['rawNotify', 'heraldTx', 'heraldRelay', 'heraldAfter'])
 
 function durationMs(context: BenchContext): number {
   return context.quick ? QUICK_DURATION_MS : DURATION_MS
@@ -105,31 +109,64 @@ async function run(
     onnotice: () => {},
     connection: { application_name: 'bench-contention-listener' },
   })
-  await using opened = await openCache(context.url, { applicationName: 'bench-contention', max: ROWS })
+  const cacheChannel = uniqueName('bench_contention_cache')
+  const relayChannel = uniqueName('bench_contention_relay')
+  await using opened = await openCache(context.url, {
+    applicationName: 'bench-contention',
+    max: ROWS,
+    channel: cacheChannel,
+  })
   const { herald, cache } = opened
   // The same Herald, a durable cache whose transactional invalidations are relayed after commit.
   const relayed = new InvalidatingCache<User>({
     herald,
     name: 'users-relayed',
-    channel: uniqueName('bench_contention_relay'),
+    channel: relayChannel,
     max: ROWS,
     durable: { relay: true },
   })
   const relayFailure = new Promise<never>((_, reject) => relayed.on('error', reject))
   relayFailure.catch(() => {})
+  // Another instance (its own listener connection, in this process): when it hears of each
+  // commit. Keys carry a sequence number, so each write is matched to its own message.
+  const receiver = new Herald({ connection: context.url, applicationName: 'bench-contention-receiver' })
+  const committedAt = new Map<number, number>()
+  const heardAt = new Map<number, number>()
+  const heard = (key: string): void => {
+    const sequence = Number(key.slice(key.lastIndexOf(':') + 1))
+    if (!heardAt.has(sequence)) heardAt.set(sequence, performance.now())
+  }
+  const heardKeys = (body: unknown): void => {
+    for (const key of (body as { k?: string[] }).k ?? []) heard(key)
+  }
+  const lagMs: Record<Mode, number[]> = {
+    none: [],
+    secondStatement: [],
+    logRow: [],
+    rawNotify: [],
+    heraldTx: [],
+    heraldRelay: [],
+    heraldAfter: [],
+  }
+  let sequence = 0
   let rawSent = 0
   let rawReceived = 0
   try {
+    await receiver.start()
+    await receiver.subscribe(cacheChannel, heardKeys)
+    await receiver.subscribe(relayChannel, heardKeys)
     await sql`create table ${sql(table)} (id int primary key, n int not null default 0)`
     await sql`insert into ${sql(table)} (id) select generate_series(1, ${ROWS}::int)`
     await sql`vacuum analyze ${sql(table)}`
-    await listener.listen(rawChannel, () => {
+    await listener.listen(rawChannel, (payload) => {
+      heard(payload)
       rawReceived++
     })
     await relayed.ready()
     const writes: Record<Mode, number[]> = {
       none: [],
       secondStatement: [],
+      logRow: [],
       rawNotify: [],
       heraldTx: [],
       heraldRelay: [],
@@ -138,6 +175,7 @@ async function run(
     const notifiesPerWrite: Record<Mode, number[]> = {
       none: [],
       secondStatement: [],
+      logRow: [],
       rawNotify: [],
       heraldTx: [],
       heraldRelay: [],
@@ -149,11 +187,21 @@ async function run(
       async (mode, round) => {
         const ms = round < DISCARD ? WARMUP_MS : duration
         const notifiesBefore = herald.stats().notifies
+        committedAt.clear()
+        heardAt.clear()
         const rawBefore = rawSent
         const { count, elapsedMs } = await Promise.race([write(mode, ms), opened.failure, relayFailure])
         const notifies = mode === 'rawNotify' ? rawSent - rawBefore : herald.stats().notifies - notifiesBefore
         await settle()
+        await waitFor(() => !NOTIFYING.has(mode) || heardAt.size >= committedAt.size, {
+          timeoutMs: SETTLE_TIMEOUT_MS,
+          message: `the receiving instance heard ${heardAt.size} of ${committedAt.size} commits`,
+        })
         if (round >= DISCARD) {
+          for (const [written, at] of committedAt) {
+            const heardThen = heardAt.get(written)
+            if (heardThen !== undefined) lagMs[mode].push(heardThen - at)
+          }
           writes[mode].push(count)
           notifiesPerWrite[mode].push(notifies / count)
         }
@@ -172,7 +220,8 @@ async function run(
         `${WRITERS} concurrent writers (postgres.js, max ${WRITERS} connections, one process), each running ` +
         `sql.begin(UPDATE one random row of ${ROWS.toLocaleString('en-US')}) back to back for ` +
         `${duration / 1000} s; write transactions/s. (a) no notification; (a') a second statement (select 1) in ` +
-        `each transaction, no notification: the floor for anything recorded in the transaction; (b) select pg_notify(channel, key) inside ` +
+        `each transaction, no notification: the floor for anything recorded in the transaction; (a'') the relay's log row insert ` +
+        `alone, no notification; (b) select pg_notify(channel, key) inside ` +
         'each transaction; (c) cache.invalidate(key, { tx }) inside each transaction (one NOTIFY per transaction, ' +
         'its transaction id asked in the same round trip), which takes the server-wide NOTIFY commit lock exactly as (b) ' +
         'does; (d) await cache.invalidate(key) right after each commit, outside the transaction: coalesced per ' +
@@ -208,6 +257,12 @@ async function run(
           figures: figures(measured.secondStatement),
         },
         {
+          id: 'logRow',
+          name: 'log row',
+          label: "(a'') UPDATE + durable log row insert, no notification",
+          figures: figures(measured.logRow),
+        },
+        {
           id: 'rawNotify',
           name: 'pg_notify in tx',
           label: '(b) UPDATE + pg_notify in the transaction',
@@ -234,12 +289,14 @@ async function run(
       ],
       comparisons: [
         compare(measured, 'secondStatement', 'none'),
+        compare(measured, 'logRow', 'none'),
         compare(measured, 'rawNotify', 'none'),
         compare(measured, 'heraldTx', 'none'),
         compare(measured, 'heraldRelay', 'none'),
         compare(measured, 'heraldAfter', 'none'),
         compare(measured, 'heraldRelay', 'rawNotify'),
         compare(measured, 'heraldRelay', 'secondStatement'),
+        compare(measured, 'heraldRelay', 'logRow'),
       ],
       checks: {
         writers: WRITERS,
@@ -248,6 +305,7 @@ async function run(
         // Transactions per kept round (median), per mode.
         writesNone: median(writes.none),
         writesSecondStatement: median(writes.secondStatement),
+        writesLogRow: median(writes.logRow),
         writesRawNotify: median(writes.rawNotify),
         writesHeraldTx: median(writes.heraldTx),
         writesHeraldRelay: median(writes.heraldRelay),
@@ -257,6 +315,12 @@ async function run(
         notifiesPerWriteHeraldTx: median(notifiesPerWrite.heraldTx),
         notifiesPerWriteHeraldRelay: median(notifiesPerWrite.heraldRelay),
         notifiesPerWriteHeraldAfter: median(notifiesPerWrite.heraldAfter),
+        // Commit (the writer's sql.begin resolved) → another instance heard of it, in ms: the
+        // price of each way in freshness. Negative when the NOTIFY outran the writer's own reply.
+        ...lag('RawNotify', lagMs.rawNotify),
+        ...lag('HeraldTx', lagMs.heraldTx),
+        ...lag('HeraldRelay', lagMs.heraldRelay),
+        ...lag('HeraldAfter', lagMs.heraldAfter),
         rawNotifiesSent: rawSent,
         rawNotifiesReceived: rawReceived,
         heraldNotifies: herald.stats().notifies,
@@ -273,6 +337,7 @@ async function run(
   } finally {
     await sql`drop table if exists ${sql(table)}`.catch(() => {})
     await relayed.close()
+    await receiver.close()
     await Promise.all([sql.end({ timeout: 1 }), listener.end({ timeout: 1 })])
   }
 
@@ -285,13 +350,15 @@ async function run(
       Array.from({ length: WRITERS }, async () => {
         while (performance.now() < deadline) {
           const id = 1 + Math.floor(Math.random() * ROWS)
-          const key = `row:${id}`
+          const written = sequence++
+          const key = `row:${id}:${written}`
           await sql.begin(async (tx) => {
             const update = tx`update ${sql(table)} set n = n + 1 where id = ${id}`
             if (style === 'awaited') await update
             const second = secondStatement(mode, tx, key)
             await (style === 'awaited' ? second : Promise.all([update, second]))
           })
+          committedAt.set(written, performance.now())
           if (mode === 'heraldAfter') await cache.invalidate(key)
           count++
         }
@@ -305,6 +372,12 @@ async function run(
     switch (mode) {
       case 'secondStatement':
         return tx`select 1`.then(() => {})
+      case 'logRow':
+        // The statement the relay's writer runs (DurableLog.append), without the relay.
+        return tx`
+          insert into herald.cache_invalidations (cache, keys)
+          values ('bench-log-row', ${JSON.stringify([key])}::text::jsonb)
+          returning id::text as id, tx::text as tx`.then(() => {})
       case 'rawNotify':
         rawSent++
         return tx`select pg_notify(${rawChannel}, ${key})`.then(() => {})
@@ -323,5 +396,14 @@ async function run(
       timeoutMs: SETTLE_TIMEOUT_MS,
       message: `notifications not all heard (raw ${rawReceived}/${rawSent}, Herald ${herald.stats().notifications}/${herald.stats().notifies})`,
     })
+  }
+}
+
+function lag(mode: string, samples: readonly number[]): Record<string, number> {
+  if (samples.length === 0) return {}
+  const sorted = [...samples].sort((a, b) => a - b)
+  return {
+    [`commitToHeardP50Ms${mode}`]: percentile(sorted, 50),
+    [`commitToHeardP99Ms${mode}`]: percentile(sorted, 99),
   }
 }

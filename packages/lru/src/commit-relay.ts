@@ -44,8 +44,12 @@ export class CommitRelay {
   readonly #sql: Sql<Record<string, unknown>>
   readonly #hooks: CommitRelayHooks
   readonly #entries = new Map<string, RelayEntry>()
+  /** Messages on their way: close() waits for them. */
+  readonly #sending = new Set<Promise<void>>()
   #delayMs = FIRST_DELAY_MS
-  #timer: ReturnType<typeof setTimeout> | undefined
+  /** Cancels the next look, if one is scheduled; `#scheduledDelayMs` is its delay. */
+  #cancelLook: (() => void) | undefined
+  #scheduledDelayMs = Number.POSITIVE_INFINITY
   #polling: Promise<void> | undefined
   #closed = false
   #polls = 0
@@ -68,8 +72,9 @@ export class CommitRelay {
   add(entry: RelayEntry): void {
     this.#entries.set(entry.pendingId, entry)
     // A fresh invalidation is probably about to commit: look soon, whatever the back-off was.
-    this.#delayMs = FIRST_DELAY_MS
-    if (this.#polling === undefined) this.#schedule(true)
+    // A look already due that soon stays: pushing it back at every add would starve it.
+    this.#delayMs = Math.min(this.#delayMs, FIRST_DELAY_MS)
+    if (this.#polling === undefined && this.#scheduledDelayMs > this.#delayMs) this.#schedule()
   }
 
   /**
@@ -79,33 +84,41 @@ export class CommitRelay {
   async close(): Promise<void> {
     if (this.#closed) return
     this.#closed = true
-    this.#clearTimer()
+    this.#cancel()
     await this.#polling
     if (this.#entries.size > 0) await this.#poll()
     this.#entries.clear()
+    await Promise.all(this.#sending)
   }
 
-  #schedule(reset: boolean): void {
+  #schedule(): void {
+    this.#cancel()
     if (this.#closed || this.#entries.size === 0) return
-    if (this.#timer !== undefined) {
-      if (!reset) return
-      this.#clearTimer()
-    }
-    this.#timer = setTimeout(() => {
-      this.#timer = undefined
+    const look = (): void => {
+      this.#cancelLook = undefined
+      this.#scheduledDelayMs = Number.POSITIVE_INFINITY
       void this.#poll()
-    }, this.#delayMs)
+    }
+    this.#scheduledDelayMs = this.#delayMs
+    if (this.#delayMs === 0) {
+      const immediate = setImmediate(look)
+      this.#cancelLook = () => clearImmediate(immediate)
+    } else {
+      const timer = setTimeout(look, this.#delayMs)
+      this.#cancelLook = () => clearTimeout(timer)
+    }
   }
 
-  #clearTimer(): void {
-    if (this.#timer !== undefined) clearTimeout(this.#timer)
-    this.#timer = undefined
+  #cancel(): void {
+    this.#cancelLook?.()
+    this.#cancelLook = undefined
+    this.#scheduledDelayMs = Number.POSITIVE_INFINITY
   }
 
   #poll(): Promise<void> {
     this.#polling ??= this.#pollOnce().finally(() => {
       this.#polling = undefined
-      this.#schedule(false)
+      this.#schedule()
     })
     return this.#polling
   }
@@ -122,7 +135,7 @@ export class CommitRelay {
       )
     } catch (error) {
       this.#hooks.error(error, 'asking which transactions committed failed')
-      this.#delayMs = Math.min(this.#delayMs * 2, MAX_DELAY_MS)
+      this.#delayMs = Math.min(Math.max(this.#delayMs * 2, FIRST_DELAY_MS), MAX_DELAY_MS)
       return
     }
     const committed: RelayEntry[] = []
@@ -136,14 +149,24 @@ export class CommitRelay {
       else committed.push(entry)
     })
     if (rolledBack.length > 0) this.#hooks.rolledBack(rolledBack)
+    // Something ended, so writers are busy and the next commits are a round trip away: look
+    // again at once. Nothing ended: back off, up to MAX_DELAY_MS for a transaction held open.
     this.#delayMs =
-      committed.length + rolledBack.length > 0 ? FIRST_DELAY_MS : Math.min(this.#delayMs * 2, MAX_DELAY_MS)
+      committed.length + rolledBack.length > 0
+        ? 0
+        : Math.min(Math.max(this.#delayMs * 2, FIRST_DELAY_MS), MAX_DELAY_MS)
     if (committed.length === 0) return
-    try {
-      await this.#hooks.committed(committed)
-    } catch (error) {
-      // The log rows are committed: the other instances' log polls still deliver them.
-      this.#hooks.error(error, 'relaying committed invalidations failed; the durable log still carries them')
-    }
+    // Not awaited: the next look need not wait for this message (Herald coalesces them).
+    const sending = this.#hooks
+      .committed(committed)
+      .catch((error: unknown) => {
+        // The log rows are committed: the other instances' log polls still deliver them.
+        this.#hooks.error(
+          error,
+          'relaying committed invalidations failed; the durable log still carries them',
+        )
+      })
+      .finally(() => this.#sending.delete(sending))
+    this.#sending.add(sending)
   }
 }
