@@ -298,6 +298,18 @@ async function run(
         compare(measured, 'heraldRelay', 'secondStatement'),
         compare(measured, 'heraldRelay', 'logRow'),
       ],
+      findings: [
+        'Commit → heard by another instance (its own listener connection), p50 / p99 over the kept rounds: ' +
+          (['rawNotify', 'heraldTx', 'heraldRelay', 'heraldAfter'] as const)
+            .map((mode) => `${MODE_TAGS[mode]} ${lagText(lagMs[mode])}`)
+            .join('; ') +
+          '. Negative: the NOTIFY reached the other instance before the writer had its own COMMIT reply.',
+        'NOTIFYs per write transaction: ' +
+          (['rawNotify', 'heraldTx', 'heraldRelay', 'heraldAfter'] as const)
+            .map((mode) => `${MODE_TAGS[mode]} ${median(notifiesPerWrite[mode]).toFixed(3)}`)
+            .join('; ') +
+          '.',
+      ],
       checks: {
         writers: WRITERS,
         rows: ROWS,
@@ -406,4 +418,20 @@ function lag(mode: string, samples: readonly number[]): Record<string, number> {
     [`commitToHeardP50Ms${mode}`]: percentile(sorted, 50),
     [`commitToHeardP99Ms${mode}`]: percentile(sorted, 99),
   }
+}
+
+const MODE_TAGS: Readonly<Record<Mode, string>> = {
+  none: '(a)',
+  secondStatement: "(a')",
+  logRow: "(a'')",
+  rawNotify: '(b)',
+  heraldTx: '(c)',
+  heraldRelay: '(e)',
+  heraldAfter: '(d)',
+}
+
+function lagText(samples: readonly number[]): string {
+  if (samples.length === 0) return 'n/a'
+  const sorted = [...samples].sort((a, b) => a - b)
+  return `${percentile(sorted, 50).toFixed(2)} / ${percentile(sorted, 99).toFixed(2)} ms`
 }

@@ -118,6 +118,8 @@ export interface RepeatedResult {
   readonly comparisons: readonly RatioComparison[]
   /** Counters that show the run was sound (every lookup a hit, every key evicted, ...). */
   readonly checks: Readonly<Record<string, number>>
+  /** Other measured figures worth a line under the table, in words. */
+  readonly findings?: readonly string[]
 }
 
 export type BenchmarkResult = LatencyResult | RepeatedResult

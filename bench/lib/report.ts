@@ -139,6 +139,7 @@ function repeatedText(result: RepeatedResult, options: BenchOptions): string[] {
     )
   }
   lines.push('', `  ${repetitionsLine(result, options)}`)
+  for (const finding of result.findings ?? []) lines.push(`  ${finding}`)
   for (const comparison of result.comparisons) {
     const verdict = ratioTargetLine(result, comparison)
     if (verdict !== undefined) lines.push(`  ${verdict}`)
@@ -160,6 +161,7 @@ function repeatedMarkdown(result: RepeatedResult, options: BenchOptions): string
     lines.push(`| **${ratioName(result, comparison)}** | ${cells.join(' | ')} |`)
   }
   lines.push('', `${result.method} ${repetitionsLine(result, options)}`)
+  for (const finding of result.findings ?? []) lines.push('', finding)
   for (const comparison of result.comparisons) {
     const verdict = ratioTargetLine(result, comparison)
     if (verdict !== undefined) lines.push(verdict)
