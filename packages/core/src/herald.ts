@@ -223,23 +223,28 @@ export class Herald extends EventEmitter<HeraldEvents> implements AsyncDisposabl
    * Resolves once the NOTIFY is committed, or, with `{ tx }`, queued in that transaction.
    * @throws HeraldError `INVALID_CHANNEL`, `PAYLOAD_INVALID`, `NOT_STARTED`, `CLOSED`, `CONNECTION_FAILED`, `HOT_STANDBY`
    */
-  async publish(channel: string, payload: unknown, options: PublishOptions = {}): Promise<void> {
-    assertChannelName(channel)
-    const kind = options.kind === undefined ? DEFAULT_KIND : assertKind(options.kind)
-    const body = serializeBody(payload)
-    this.#requireStarted()
-    const publisher = this.#publisher as Publisher
-    if (options.tx !== undefined) {
-      if (typeof options.tx !== 'function') {
-        throw new HeraldError(
-          'INVALID_OPTION',
-          '`tx` must be a postgres.js transaction (the `tx` of sql.begin)',
-        )
+  publish(channel: string, payload: unknown, options: PublishOptions = {}): Promise<void> {
+    // Not async: the hot path hands back the publisher's promise instead of wrapping it in one
+    // more per call. Every failure still arrives as a rejection.
+    try {
+      assertChannelName(channel)
+      const kind = options.kind === undefined ? DEFAULT_KIND : assertKind(options.kind)
+      const body = serializeBody(payload)
+      this.#requireStarted()
+      const publisher = this.#publisher as Publisher
+      if (options.tx !== undefined) {
+        if (typeof options.tx !== 'function') {
+          throw new HeraldError(
+            'INVALID_OPTION',
+            '`tx` must be a postgres.js transaction (the `tx` of sql.begin)',
+          )
+        }
+        return publisher.publishInTransaction(options.tx, channel, kind, [body])
       }
-      await publisher.publishInTransaction(options.tx, channel, kind, [body])
-      return
+      return publisher.publish(channel, kind, body)
+    } catch (error) {
+      return Promise.reject(error)
     }
-    await publisher.publish(channel, kind, body)
   }
 
   /** The listener connection is up and LISTENing on every subscribed channel. */

@@ -6,16 +6,16 @@ import { toConnectionError } from './errors.js'
 import { deferred, type Deferred } from './wait.js'
 import type { TransactionClient } from './options.js'
 
-interface Pending {
-  readonly body: string
-  readonly done: Deferred<void>
-}
-
-/** Publishes waiting for one channel and kind. */
+/**
+ * Publishes waiting for one channel and kind. They succeed or fail together (one statement
+ * carries them), so they share one promise: a busy publisher allocates per batch, not per call.
+ */
 interface Queue {
   readonly channel: string
   readonly kind: string
-  items: Pending[]
+  bodies: string[]
+  /** The promise of `bodies`; made by the first of them. */
+  done: Deferred<void> | undefined
   scheduled: boolean
   inFlight: boolean
 }
@@ -37,7 +37,10 @@ export interface PublisherStats {
 export class Publisher {
   readonly #sql: Sql<Record<string, unknown>>
   readonly #origin: string
-  readonly #queues = new Map<string, Queue>()
+  /** By kind, then channel: two lookups cost less than building a key string per publish. */
+  readonly #queues = new Map<string, Map<string, Queue>>()
+  /** Queues with publishes waiting or in flight. */
+  #busy = 0
   readonly #idle = new Set<() => void>()
   readonly #overheadByKind = new Map<string, number>()
   readonly stats: PublisherStats = { published: 0, notifies: 0 }
@@ -47,22 +50,30 @@ export class Publisher {
     this.#origin = origin
   }
 
-  /** Publishes one serialized body, coalesced with others on the same channel and kind. */
+  /**
+   * Publishes one serialized body, coalesced with others on the same channel and kind. Calls
+   * that go out in one statement get the same promise.
+   */
   publish(channel: string, kind: string, body: string): Promise<void> {
-    const key = `${kind}\n${channel}`
-    let queue = this.#queues.get(key)
-    if (queue === undefined) {
-      queue = { channel, kind, items: [], scheduled: false, inFlight: false }
-      this.#queues.set(key, queue)
+    let byChannel = this.#queues.get(kind)
+    if (byChannel === undefined) {
+      byChannel = new Map()
+      this.#queues.set(kind, byChannel)
     }
-    const done = deferred<void>()
-    queue.items.push({ body, done })
+    let queue = byChannel.get(channel)
+    if (queue === undefined) {
+      queue = { channel, kind, bodies: [], done: undefined, scheduled: false, inFlight: false }
+      byChannel.set(channel, queue)
+      this.#busy++
+    }
+    queue.bodies.push(body)
+    queue.done ??= deferred()
     if (!queue.scheduled && !queue.inFlight) {
       queue.scheduled = true
       const scheduled = queue
-      queueMicrotask(() => this.#flush(key, scheduled))
+      queueMicrotask(() => this.#flush(scheduled))
     }
-    return done.promise
+    return queue.done.promise
   }
 
   /** Publishes inside the caller's transaction: delivered when, and only if, it commits. */
@@ -83,45 +94,36 @@ export class Publisher {
 
   /** Resolves once every accepted publish has been sent (or has failed). */
   drain(): Promise<void> {
-    if (this.#queues.size === 0) return Promise.resolve()
+    if (this.#busy === 0) return Promise.resolve()
     return new Promise((resolve) => this.#idle.add(resolve))
   }
 
-  #flush(key: string, queue: Queue): void {
+  #flush(queue: Queue): void {
     queue.scheduled = false
-    const items = queue.items
-    if (queue.inFlight || items.length === 0) return
-    queue.items = []
+    const { bodies, done } = queue
+    if (queue.inFlight || done === undefined) return
+    queue.bodies = []
+    queue.done = undefined
     queue.inFlight = true
     let sending: Promise<unknown>
     try {
-      sending = this.#send(
-        this.#sql,
-        queue.channel,
-        this.#frames(
-          queue.kind,
-          items.map((item) => item.body),
-        ),
-      )
+      sending = this.#send(this.#sql, queue.channel, this.#frames(queue.kind, bodies))
     } catch (error) {
       sending = Promise.reject(error)
     }
     sending
       .then(
         () => {
-          this.stats.published += items.length
-          for (const item of items) item.done.resolve()
+          this.stats.published += bodies.length
+          done.resolve()
         },
-        (error: unknown) => {
-          const failure = toConnectionError(error, `publish to ${queue.channel} failed`)
-          for (const item of items) item.done.reject(failure)
-        },
+        (error: unknown) => done.reject(toConnectionError(error, `publish to ${queue.channel} failed`)),
       )
       .finally(() => {
         queue.inFlight = false
-        if (queue.items.length > 0) return this.#flush(key, queue)
-        this.#queues.delete(key)
-        if (this.#queues.size === 0) this.#notifyIdle()
+        if (queue.bodies.length > 0) return this.#flush(queue)
+        this.#queues.get(queue.kind)?.delete(queue.channel)
+        if (--this.#busy === 0) this.#notifyIdle()
       })
       .catch(() => {})
   }
