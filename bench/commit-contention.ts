@@ -1,5 +1,5 @@
 /**
- * Commit contention: 32 concurrent writers, each transaction a one-row UPDATE of a random row
+ * Commit contention: concurrent writers (32, or one for the single-writer variant), each transaction a one-row UPDATE of a random row
  * of a 1,000-row table, for a fixed time, with and without a notification per transaction.
  * A transaction that issued NOTIFY takes a server-wide lock at commit (it serializes the
  * appends to the notification queue), so every NOTIFYing writer queues behind every other:
@@ -15,7 +15,7 @@ import type { User } from './lib/users.js'
 import { compare, figures, interleave } from './lib/repetitions.js'
 import { median, percentile } from './lib/stats.js'
 
-const WRITERS = 32
+const CONTENDED_WRITERS = 32
 const ROWS = 1_000
 const DURATION_MS = 5_000
 const QUICK_DURATION_MS = 2_000
@@ -67,38 +67,64 @@ type ServerKind = 'fast' | 'durable'
 
 const DURABLE_FLAGS = ['-c', 'fsync=on', '-c', 'synchronous_commit=on', '-c', 'full_page_writes=on']
 
-function contention(name: string, style: Style, server: ServerKind): Benchmark {
+interface Variant {
+  readonly name: string
+  readonly style: Style
+  readonly server: ServerKind
+  readonly writers: number
+}
+
+function contention(variant: Variant): Benchmark {
+  const { style, server, writers } = variant
   return {
-    name,
+    name: variant.name,
     plan: (context) =>
       `${repetitions(context)} repetitions per mode after ${DISCARD} discarded, ` +
-      `${WRITERS} writers for ${durationMs(context) / 1000} s each, statements ${style}, ${server} server`,
+      `${writers} writer${writers === 1 ? '' : 's'} for ${durationMs(context) / 1000} s each, statements ${style}, ${server} server`,
     run: async (context) => {
-      if (server === 'fast') return run(context, name, style, server)
+      if (server === 'fast') return run(context, variant)
       // DATABASE_URL is used as it is: its settings are whatever its owner chose.
-      if (process.env['DATABASE_URL']) return run(context, name, style, server)
+      if (process.env['DATABASE_URL']) return run(context, variant)
       await using durable = await startPostgres({ label: 'bench-durable', postgresFlags: DURABLE_FLAGS })
       // Awaited here, so the server outlives the run.
-      return await run({ ...context, url: durable.url }, name, style, server)
+      return await run({ ...context, url: durable.url }, variant)
     },
   }
 }
 
-export const commitContention = contention('commit-contention', 'awaited', 'fast')
-export const commitContentionPipelined = contention('commit-contention-pipelined', 'pipelined', 'fast')
-export const commitContentionDurable = contention('commit-contention-durable', 'awaited', 'durable')
+export const commitContention = contention({
+  name: 'commit-contention',
+  style: 'awaited',
+  server: 'fast',
+  writers: CONTENDED_WRITERS,
+})
+export const commitContentionPipelined = contention({
+  name: 'commit-contention-pipelined',
+  style: 'pipelined',
+  server: 'fast',
+  writers: CONTENDED_WRITERS,
+})
+export const commitContentionDurable = contention({
+  name: 'commit-contention-durable',
+  style: 'awaited',
+  server: 'durable',
+  writers: CONTENDED_WRITERS,
+})
+/** One writer, no contention: what each way costs a lone writer, and how soon others hear. */
+export const commitSingleWriter = contention({
+  name: 'commit-single-writer',
+  style: 'awaited',
+  server: 'fast',
+  writers: 1,
+})
 
-async function run(
-  context: BenchContext,
-  name: string,
-  style: Style,
-  server: ServerKind,
-): Promise<RepeatedResult> {
+async function run(context: BenchContext, variant: Variant): Promise<RepeatedResult> {
+  const { name, style, server, writers } = variant
   const duration = durationMs(context)
   const table = uniqueName('bench_contention')
   const rawChannel = uniqueName('bench_contention_raw')
   const sql = postgres(context.url, {
-    max: WRITERS,
+    max: writers,
     onnotice: () => {},
     connection: { application_name: 'bench-contention-writer' },
   })
@@ -215,9 +241,9 @@ async function run(
     return {
       kind: 'repeated',
       name,
-      title: `Commit contention: ${WRITERS} writers, one-row UPDATE per transaction, statements ${style}, ${server} server`,
+      title: `Commit contention: ${writers} writer${writers === 1 ? '' : 's'}, one-row UPDATE per transaction, statements ${style}, ${server} server`,
       method:
-        `${WRITERS} concurrent writers (postgres.js, max ${WRITERS} connections, one process), each running ` +
+        `${writers} concurrent writer${writers === 1 ? '' : 's'} (postgres.js, max ${writers} connections, one process), each running ` +
         `sql.begin(UPDATE one random row of ${ROWS.toLocaleString('en-US')}) back to back for ` +
         `${duration / 1000} s; write transactions/s. (a) no notification; (a') a second statement (select 1) in ` +
         `each transaction, no notification: the floor for anything recorded in the transaction; (a'') the relay's log row insert ` +
@@ -311,7 +337,7 @@ async function run(
           '.',
       ],
       checks: {
-        writers: WRITERS,
+        writers,
         rows: ROWS,
         durationMs: duration,
         // Transactions per kept round (median), per mode.
@@ -353,13 +379,13 @@ async function run(
     await Promise.all([sql.end({ timeout: 1 }), listener.end({ timeout: 1 })])
   }
 
-  /** `WRITERS` loops of one transaction after another until `ms` have passed. */
+  /** `writers` loops of one transaction after another until `ms` have passed. */
   async function write(mode: Mode, ms: number): Promise<{ count: number; elapsedMs: number }> {
     let count = 0
     const startedAt = performance.now()
     const deadline = startedAt + ms
     await Promise.all(
-      Array.from({ length: WRITERS }, async () => {
+      Array.from({ length: writers }, async () => {
         while (performance.now() < deadline) {
           const id = 1 + Math.floor(Math.random() * ROWS)
           const written = sequence++

@@ -5,7 +5,12 @@
 import os from 'node:os'
 import type { Benchmark, BenchmarkResult } from './lib/benchmark.js'
 import { configPropagation } from './config-propagation.js'
-import { commitContention, commitContentionDurable, commitContentionPipelined } from './commit-contention.js'
+import {
+  commitContention,
+  commitContentionDurable,
+  commitContentionPipelined,
+  commitSingleWriter,
+} from './commit-contention.js'
 import { fanout, fanoutThroughput } from './fanout.js'
 import { describeMachine } from './lib/machine.js'
 import { readOptions } from './lib/options.js'
@@ -33,6 +38,7 @@ const BENCHMARKS: readonly Benchmark[] = [
   commitContention,
   commitContentionPipelined,
   commitContentionDurable,
+  commitSingleWriter,
 ]
 async function main(): Promise<void> {
   const options = readOptions(process.env)
