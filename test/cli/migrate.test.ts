@@ -1,6 +1,6 @@
 import { migrate, migrationSql, quoteIdentifier, type MigrationPart } from '@herald/core'
 import { heraldParts } from 'herald'
-import { startPostgres, uniqueName, type PgServer } from '@herald/testing'
+import { startPostgres, uniqueName, waitFor, type PgServer } from '@herald/testing'
 import type postgres from 'postgres'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 
@@ -14,6 +14,8 @@ beforeAll(async () => {
 afterAll(async () => {
   await server.close()
 })
+
+const MIGRATION_LOCK = 0x6865_7261_6c64_0000n
 
 function widgets(version: number): MigrationPart {
   return {
@@ -96,6 +98,35 @@ describe('migrate()', () => {
     })
     const [row] = await sql<{ found: boolean }[]>`select to_regnamespace(${schema}) is not null as found`
     expect(row?.found).toBe(false)
+  })
+
+  it('checks again under the lock: a part another run applied meanwhile is not run twice', async () => {
+    const schema = uniqueName('race')
+    // Not idempotent on purpose: running it a second time fails.
+    const probe: MigrationPart = {
+      id: 'probe',
+      version: 1,
+      sql: (s) => `create table ${quoteIdentifier(s)}.probe (id int)`,
+    }
+    const holder = server.connect({ max: 1 })
+    try {
+      // The lock every Herald migration takes (MIGRATION_LOCK in @herald/core).
+      await holder`select pg_advisory_lock(${MIGRATION_LOCK.toString()}::bigint)`
+      // Reads "nothing applied", then waits for the lock.
+      const running = migrate(sql, { schema, parts: [probe] })
+      await waitFor(async () => {
+        const [row] = await sql<{ waiting: number }[]>`
+          select count(*)::int as waiting from pg_stat_activity
+          where wait_event_type = 'Lock' and wait_event = 'advisory'`
+        return (row?.waiting ?? 0) > 0
+      })
+      // Another run (an older release, say) applies the part meanwhile.
+      await holder.unsafe(migrationSql({ schema, parts: [probe] }))
+      await holder`select pg_advisory_unlock(${MIGRATION_LOCK.toString()}::bigint)`
+      expect(await running).toEqual([{ id: 'probe', version: 1, previous: 1, status: 'current' }])
+    } finally {
+      await holder.end()
+    }
   })
 
   it('refuses malformed parts and schemas before any I/O', async () => {

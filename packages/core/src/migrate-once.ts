@@ -4,6 +4,16 @@ import type { Sql } from 'postgres'
 // their tables one at a time ("herald\0\0" as a bigint).
 export const MIGRATION_LOCK = 0x6865_7261_6c64_0000n
 
+/**
+ * Takes the migration lock, then makes this session see the catalog as it is now. While it
+ * waited, another session may have created the schema or tables this session had already
+ * looked up (and cached as missing): a `create ... if not exists` would then trust the stale
+ * cache and fail on a duplicate key. Taking a catalog's lock for the first time in the
+ * transaction processes the pending cache invalidations.
+ */
+export const TAKE_MIGRATION_LOCK = `select pg_advisory_xact_lock(${MIGRATION_LOCK});
+lock table pg_catalog.pg_namespace, pg_catalog.pg_class in access share mode;`
+
 const done = new WeakMap<object, Map<string, Promise<void>>>()
 
 /**
@@ -29,7 +39,7 @@ export function migrateOnce(
     const runs = byId
     migration = (async () => {
       if (tables.length > 0 && (await allExist(sql, tables))) return
-      await sql.unsafe(`select pg_advisory_xact_lock(${MIGRATION_LOCK});\n${ddl}`)
+      await sql.unsafe(`${TAKE_MIGRATION_LOCK}\n${ddl}`)
     })()
     // A failed migration may be retried by the next caller.
     migration.catch(() => runs.delete(id))

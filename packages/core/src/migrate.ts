@@ -1,6 +1,6 @@
 import type { Sql } from 'postgres'
-import { HeraldError, toConnectionError } from './errors.js'
-import { MIGRATION_LOCK, quoteIdentifier } from './migrate-once.js'
+import { HeraldError, sqlState, toConnectionError } from './errors.js'
+import { TAKE_MIGRATION_LOCK, quoteIdentifier } from './migrate-once.js'
 
 /**
  * One package's set of tables, as `migrate()` applies it. Core cannot import the packages
@@ -77,10 +77,22 @@ export async function migrate(
     }
     try {
       await sql.unsafe(
-        `select pg_advisory_xact_lock(${MIGRATION_LOCK});\n${migrationsTableSql(schema)}\n${partSql(part, schema)}`,
+        `${TAKE_MIGRATION_LOCK}\n${migrationsTableSql(schema)}\n` +
+          `${skipIfAppliedSql(part, schema)}\n${partSql(part, schema)}`,
       )
     } catch (error) {
-      throw toConnectionError(error, `migration ${part.id} v${part.version} failed`)
+      if (sqlState(error) !== ALREADY_APPLIED) {
+        throw toConnectionError(error, `migration ${part.id} v${part.version} failed`)
+      }
+      // Another run applied it between our read and our lock: report what it left.
+      const now = (await appliedVersions(sql, schema)).get(part.id) ?? part.version
+      outcomes.push({
+        id: part.id,
+        version: part.version,
+        previous: now,
+        status: now === part.version ? 'current' : 'newer',
+      })
+      continue
     }
     outcomes.push({ id: part.id, version: part.version, previous, status: 'applied' })
   }
@@ -117,9 +129,27 @@ create table if not exists ${s}.migrations (
 );`
 }
 
+/** Raised, under the lock, when the part is already at (or past) its version: nothing runs. */
+const ALREADY_APPLIED = 'HRL01'
+
+/**
+ * The versions read before taking the lock may be stale by the time it is held (another
+ * instance, maybe an older release, migrated meanwhile): check again under it, and abort the
+ * script rather than run a part's DDL over a version it does not know.
+ */
+function skipIfAppliedSql(part: MigrationPart, schema: string): string {
+  return `do $herald_migrate$ begin
+  if exists (select 1 from ${quoteIdentifier(schema)}.migrations where part = '${part.id}' and version >= ${part.version}) then
+    raise exception using errcode = '${ALREADY_APPLIED}', message = 'herald migration ${part.id} v${part.version} already applied';
+  end if;
+end $herald_migrate$;`
+}
+
 function partSql(part: MigrationPart, schema: string): string {
   // Ids are checked against PART_ID, versions are integers: nothing here needs escaping.
-  return `${part.sql(schema).trim()}
+  const ddl = part.sql(schema).trim()
+  // A part whose last statement has no semicolon would run into the insert below.
+  return `${ddl}${ddl.endsWith(';') ? '' : ';'}
 insert into ${quoteIdentifier(schema)}.migrations (part, version) values ('${part.id}', ${part.version})
   on conflict do nothing;`
 }
