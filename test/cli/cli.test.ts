@@ -90,12 +90,12 @@ describe('herald migrate and sql', () => {
     const schema = uniqueName('herald')
     const first = await cli(['migrate', '--schema', schema], db)
     expect(first.code).toBe(0)
-    expect(first.stdout).toMatch(/^lru-log\s+v1\s+applied$/m)
+    expect(first.stdout).toMatch(/^lru-log\s+v2\s+applied$/m)
     expect(first.stdout).toMatch(/^lock-tokens\s+v1\s+applied$/m)
     expect(first.stdout).toMatch(/^config\s+v1\s+applied$/m)
     const second = await cli(['migrate', '--schema', schema, '--url', server.url])
     expect(second.code).toBe(0)
-    expect(second.stdout).toMatch(/^lru-log\s+v1\s+current$/m)
+    expect(second.stdout).toMatch(/^lru-log\s+v2\s+current$/m)
     expect(second.stdout).toMatch(/^lock-tokens\s+v1\s+current$/m)
     const tables = await sql<{ table: string }[]>`
       select table_name as table from information_schema.tables where table_schema = ${schema} order by 1`
@@ -107,6 +107,7 @@ describe('herald migrate and sql', () => {
       'config_values',
       'lock_tokens',
       'migrations',
+      'notify_outbox',
     ])
   })
 
@@ -121,7 +122,7 @@ describe('herald migrate and sql', () => {
     expect(rows).toEqual([
       { part: 'config', version: 1 },
       { part: 'lock-tokens', version: 1 },
-      { part: 'lru-log', version: 1 },
+      { part: 'lru-log', version: 2 },
     ])
   })
 
@@ -135,7 +136,7 @@ describe('herald migrate and sql', () => {
     await sql.begin((tx) => tx.unsafe(result.stdout))
     const again = await cli(['migrate', '--schema', schema], db)
     expect(again.stdout).not.toContain('applied')
-    expect(again.stdout).toMatch(/^lru-log\s+v1\s+current$/m)
+    expect(again.stdout).toMatch(/^lru-log\s+v2\s+current$/m)
   })
 })
 

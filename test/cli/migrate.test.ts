@@ -43,7 +43,7 @@ describe('migrate()', () => {
     const schema = uniqueName('herald')
     const first = await migrate(sql, { schema, parts: heraldParts })
     expect(first).toEqual([
-      { id: 'lru-log', version: 1, previous: undefined, status: 'applied' },
+      { id: 'lru-log', version: 2, previous: undefined, status: 'applied' },
       { id: 'lock-tokens', version: 1, previous: undefined, status: 'applied' },
       { id: 'config', version: 1, previous: undefined, status: 'applied' },
     ])
@@ -67,7 +67,7 @@ describe('migrate()', () => {
     expect(rows).toEqual([
       { part: 'config', version: 1 },
       { part: 'lock-tokens', version: 1 },
-      { part: 'lru-log', version: 1 },
+      { part: 'lru-log', version: 2 },
     ])
   })
 
@@ -147,7 +147,7 @@ describe('migrate()', () => {
     const schema = uniqueName('herald')
     const script = migrationSql({ schema, parts: [...heraldParts, widgets(2)] })
     expect(script).toMatch(
-      /^-- Herald tables in schema \w+: lru-log v1, lock-tokens v1, config v1, widgets v2\./,
+      /^-- Herald tables in schema \w+: lru-log v2, lock-tokens v1, config v1, widgets v2\./,
     )
     await sql.begin((tx) => tx.unsafe(script))
     // Running it twice is harmless.

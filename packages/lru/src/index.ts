@@ -5,6 +5,8 @@ export type { DurableOptions, InvalidatingCacheOptions, LruOptions } from './opt
 export type { LoadDb, ReplicaOptions } from './replica-guard.js'
 export { INVALIDATION_KIND } from './invalidation-message.js'
 export { LOG_SCHEMA_VERSION, logTableSql } from './schema.js'
+export { OutboxRelay } from './outbox-relay.js'
+export type { OutboxRelayEvents, OutboxRelayOptions, OutboxRelayStats } from './outbox-relay.js'
 export {
   installInvalidationTrigger,
   removeInvalidationTrigger,

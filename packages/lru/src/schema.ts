@@ -2,7 +2,7 @@ import { migrateOnce, quoteIdentifier } from '@herald/core'
 import type { Sql } from 'postgres'
 
 /** Version of the durable invalidation log's tables; bump with every change to the DDL. */
-export const LOG_SCHEMA_VERSION = 1
+export const LOG_SCHEMA_VERSION = 2
 
 /**
  * The DDL of the durable invalidation log. Ids are global across caches; `tx` lets a reader
@@ -32,7 +32,32 @@ create index if not exists cache_invalidations_created_at on ${s}.cache_invalida
 create table if not exists ${s}.cache_invalidations_pruned (
   id int primary key default 1 check (id = 1),
   through bigint not null
-);`
+);
+-- NOTIFYs written by relay-mode triggers instead of sent: a transaction that NOTIFYs takes a
+-- server-wide lock at commit, one that inserts here does not. relay_notify_outbox() sends and
+-- deletes them in one transaction (several relays at once each take their own rows).
+create table if not exists ${s}.notify_outbox (
+  id bigint generated always as identity primary key,
+  channel text not null,
+  payload text not null
+);
+create or replace function ${s}.relay_notify_outbox(p_limit integer) returns integer
+language plpgsql as $herald_relay$
+declare
+  v_row record;
+  v_sent integer := 0;
+begin
+  for v_row in
+    delete from ${s}.notify_outbox
+    where id in (select id from ${s}.notify_outbox order by id limit p_limit for update skip locked)
+    returning channel, payload
+  loop
+    perform pg_notify(v_row.channel, v_row.payload);
+    v_sent := v_sent + 1;
+  end loop;
+  return v_sent;
+end
+$herald_relay$;`
 }
 
 /** Creates the log tables on first use; safe when many instances start at once. */
@@ -41,5 +66,6 @@ export function ensureLogTables(sql: Sql<Record<string, unknown>>, schema: strin
   return migrateOnce(sql, `lru-log:${LOG_SCHEMA_VERSION}:${schema}`, logTableSql(schema), [
     `${s}.cache_invalidations`,
     `${s}.cache_invalidations_pruned`,
+    `${s}.notify_outbox`,
   ])
 }

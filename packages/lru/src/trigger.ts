@@ -39,6 +39,17 @@ export interface InvalidationTriggerOptions {
    */
   durable?: boolean | { schema?: string; migrate?: boolean }
   /**
+   * Write the messages to `<schema>.notify_outbox` instead of NOTIFYing. A transaction that
+   * NOTIFYs takes a server-wide lock at commit, so writers with NOTIFY triggers commit one at a
+   * time; with `relay` they only insert a row, and an {@link OutboxRelay} (run one or more in
+   * your instances) sends the committed rows, many per commit of its own. The rows are
+   * committed with the write, so a relay that dies loses nothing; messages arrive when a relay
+   * next looks (within `idleMs`, 5 ms by default, when idle). `true`, or
+   * `{ schema = 'herald', migrate = true }`.
+   * @default false
+   */
+  relay?: boolean | { schema?: string; migrate?: boolean }
+  /**
    * A statement touching more distinct keys and tags than this sends one "flush this cache"
    * message instead (keys are never dropped). Below it, keys travel in as many complete
    * envelopes of at most one NOTIFY (7999 bytes) each as they need: about 300 keys of 20
@@ -66,6 +77,8 @@ export interface InvalidationTriggerInfo {
   readonly tags: readonly string[]
   /** Schema of the durable log it writes to, when durable. */
   readonly logSchema: string | undefined
+  /** Schema of the outbox it writes its messages to, in relay mode (else it NOTIFYs). */
+  readonly outboxSchema: string | undefined
   readonly flushAboveKeys: number
   /** The trigger function, schema-qualified and quoted. */
   readonly function: string
@@ -99,6 +112,8 @@ interface ResolvedTrigger {
   readonly tags: readonly string[]
   readonly logSchema: string | undefined
   readonly migrateLog: boolean
+  readonly outboxSchema: string | undefined
+  readonly migrateOutbox: boolean
   readonly flushAboveKeys: number
   readonly functionName: string
   readonly triggerNames: readonly string[]
@@ -132,6 +147,9 @@ export async function installInvalidationTrigger(
   }
   if (trigger.logSchema !== undefined && trigger.migrateLog) {
     await run(() => ensureLogTables(sql, trigger.logSchema as string), 'creating the durable log failed')
+  }
+  if (trigger.outboxSchema !== undefined && trigger.migrateOutbox) {
+    await run(() => ensureLogTables(sql, trigger.outboxSchema as string), 'creating the outbox failed')
   }
   // A trigger of this cache left under another function name (the table was renamed since).
   const stale = (await installedFunctions(sql, trigger)).filter((name) => name !== qualifiedFunction(trigger))
@@ -214,6 +232,7 @@ export async function listInvalidationTriggers(
       key: stored.key,
       tags: stored.tags,
       logSchema: stored.logSchema,
+      outboxSchema: stored.outboxSchema,
       flushAboveKeys: stored.flushAboveKeys,
       function: row.function,
       triggers: row.triggers,
@@ -234,7 +253,11 @@ export function invalidationTriggerSql(options: InvalidationTriggerOptions): str
     trigger.logSchema === undefined
       ? ''
       : `-- Needs the durable log tables: migrate() / \`herald migrate\` (schema ${trigger.logSchema}).\n`
-  return `${log}${triggerDdl(trigger)}\n`
+  const outbox =
+    trigger.outboxSchema === undefined
+      ? ''
+      : `-- Needs the outbox table: migrate() / \`herald migrate\` (schema ${trigger.outboxSchema}).\n`
+  return `${log}${outbox}${triggerDdl(trigger)}\n`
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -266,7 +289,27 @@ function resolveTrigger(options: InvalidationTriggerOptions): ResolvedTrigger {
   } else if (durable !== undefined && durable !== false) {
     throw new HeraldError('INVALID_OPTION', 'durable must be a boolean or { schema?, migrate? }')
   }
-  return { ...target, key, tags, channel, flushAboveKeys, logSchema, migrateLog }
+  const relay = options.relay
+  let outboxSchema: string | undefined
+  let migrateOutbox = true
+  if (relay === true) outboxSchema = 'herald'
+  else if (typeof relay === 'object' && relay !== null) {
+    outboxSchema = plainIdentifier('relay.schema', relay.schema ?? 'herald')
+    migrateOutbox = relay.migrate ?? true
+  } else if (relay !== undefined && relay !== false) {
+    throw new HeraldError('INVALID_OPTION', 'relay must be a boolean or { schema?, migrate? }')
+  }
+  return {
+    ...target,
+    key,
+    tags,
+    channel,
+    flushAboveKeys,
+    logSchema,
+    migrateLog,
+    outboxSchema,
+    migrateOutbox,
+  }
 }
 
 function resolveTarget(options: InvalidationTriggerTarget): ResolvedTrigger {
@@ -290,6 +333,8 @@ function resolveTarget(options: InvalidationTriggerTarget): ResolvedTrigger {
     tags: [],
     logSchema: undefined,
     migrateLog: false,
+    outboxSchema: undefined,
+    migrateOutbox: false,
     flushAboveKeys: DEFAULT_FLUSH_ABOVE_KEYS,
     functionName: `${fit(`herald_inv_${table}_${cache}`, `_${hash}`)}_${hash}`,
     triggerNames: ['insert', 'update', 'delete', 'truncate'].map((op) => `${triggerBase}_${hash}_${op}`),
@@ -476,6 +521,7 @@ function triggerDdl(trigger: ResolvedTrigger): string {
     key: trigger.key,
     tags: trigger.tags,
     logSchema: trigger.logSchema ?? null,
+    outboxSchema: trigger.outboxSchema ?? null,
     flushAboveKeys: trigger.flushAboveKeys,
   })}`
   return `create or replace function ${fn}() returns trigger language plpgsql as ${tag}
@@ -508,6 +554,12 @@ function functionBody(trigger: ResolvedTrigger, alias: string): string {
   const log =
     trigger.logSchema === undefined ? undefined : `${quoteIdentifier(trigger.logSchema)}.cache_invalidations`
   const cache = literal(trigger.cache)
+  const channel = literal(trigger.channel)
+  // One NOTIFY, or (relay) one outbox row that a relay will NOTIFY after commit.
+  const send = (payload: string): string =>
+    trigger.outboxSchema === undefined
+      ? `perform pg_notify(${channel}, ${payload});`
+      : `insert into ${quoteIdentifier(trigger.outboxSchema)}.notify_outbox (channel, payload) values (${channel}, ${payload});`
   const logRef = `
       v_body := v_body || ',"l":["' || v_log_id || '","' || v_log_tx || '"]';`
   const logFlush =
@@ -594,7 +646,7 @@ begin
 
   foreach v_envelope in array v_envelopes loop
     if octet_length(v_envelope) <= ${MAX_NOTIFY_BYTES} then
-      perform pg_notify(${literal(trigger.channel)}, v_envelope);
+      ${send('v_envelope')}
     else
       -- Chunk frames, split on character boundaries. A character is 1 to 4 bytes, so each pass
       -- drops at least one character and about as many as the overshoot needs at 4 bytes each:
@@ -612,8 +664,7 @@ begin
         v_rest := substr(v_rest, char_length(v_fragment) + 1);
       end loop;
       for i in 1 .. cardinality(v_fragments) loop
-        perform pg_notify(${literal(trigger.channel)},
-          '~' || v_message_id || ':' || (i - 1) || ':' || cardinality(v_fragments) || chr(10) || v_fragments[i]);
+        ${send("'~' || v_message_id || ':' || (i - 1) || ':' || cardinality(v_fragments) || chr(10) || v_fragments[i]")}
       end loop;
     end if;
   end loop;
@@ -635,6 +686,7 @@ function info(trigger: ResolvedTrigger): InvalidationTriggerInfo {
     key: trigger.key,
     tags: trigger.tags,
     logSchema: trigger.logSchema,
+    outboxSchema: trigger.outboxSchema,
     flushAboveKeys: trigger.flushAboveKeys,
     function: qualifiedFunction(trigger),
     triggers: trigger.triggerNames,
@@ -647,6 +699,7 @@ interface StoredOptions {
   readonly key: string[]
   readonly tags: string[]
   readonly logSchema: string | undefined
+  readonly outboxSchema: string | undefined
   readonly flushAboveKeys: number
 }
 
@@ -662,6 +715,7 @@ function parseComment(comment: string): StoredOptions | undefined {
       key: strings(value['key']),
       tags: strings(value['tags']),
       logSchema: typeof value['logSchema'] === 'string' ? value['logSchema'] : undefined,
+      outboxSchema: typeof value['outboxSchema'] === 'string' ? value['outboxSchema'] : undefined,
       flushAboveKeys:
         typeof value['flushAboveKeys'] === 'number' ? value['flushAboveKeys'] : DEFAULT_FLUSH_ABOVE_KEYS,
     }
