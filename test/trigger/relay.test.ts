@@ -40,7 +40,9 @@ describe('relay-mode invalidation triggers', () => {
     await using herald = await startedHerald({ connection: server.url })
     const cache = await readyCache<string>(herald, { name, channel })
     const heard: unknown[] = []
-    await herald.subscribe(channel, (body) => heard.push(body))
+    await herald.subscribe(channel, (body) => {
+      heard.push(body)
+    })
     cache.set('item:1', 'old')
     cache.set('item:2', 'old')
 
@@ -73,7 +75,9 @@ describe('relay-mode invalidation triggers', () => {
     await using herald = await startedHerald({ connection: server.url })
     const cache = await readyCache<string>(herald, { name, channel, max: 1_000 })
     let messages = 0
-    await herald.subscribe(channel, () => messages++)
+    await herald.subscribe(channel, () => {
+      messages++
+    })
     const relays = Array.from({ length: 3 }, () => new OutboxRelay(sql, { batch: 7 }))
     try {
       await Promise.all(relays.map((relay) => relay.start()))
