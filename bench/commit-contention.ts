@@ -9,7 +9,7 @@ import { startPostgres, uniqueName, waitFor } from '@herald/testing'
 import postgres, { type TransactionSql } from 'postgres'
 import type { Benchmark, BenchContext, RepeatedResult } from './lib/benchmark.js'
 import { Herald } from '@herald/core'
-import { InvalidatingCache } from '@herald/lru'
+import { installInvalidationTrigger, InvalidatingCache, OutboxRelay } from '@herald/lru'
 import { openCache } from './lib/open-cache.js'
 import type { User } from './lib/users.js'
 import { compare, figures, interleave } from './lib/repetitions.js'
@@ -21,12 +21,21 @@ const DURATION_MS = 5_000
 const QUICK_DURATION_MS = 2_000
 /** The discarded round of each mode is this short: it only warms pools and prepared statements. */
 const WARMUP_MS = 1_000
-/** 7 modes × 5 s per repetition: three repetitions keep the benchmark under two minutes. */
+/** 9 modes × 5 s per repetition: three repetitions keep a variant near two and a half minutes. */
 const MAX_REPETITIONS = 3
 const DISCARD = 1
 const SETTLE_TIMEOUT_MS = 30_000
 
-type Mode = 'none' | 'secondStatement' | 'logRow' | 'rawNotify' | 'heraldTx' | 'heraldRelay' | 'heraldAfter'
+type Mode =
+  | 'none'
+  | 'secondStatement'
+  | 'logRow'
+  | 'rawNotify'
+  | 'heraldTx'
+  | 'heraldRelay'
+  | 'heraldAfter'
+  | 'notifyTrigger'
+  | 'relayTrigger'
 const MODES: readonly Mode[] = [
   'none',
   'secondStatement',
@@ -35,6 +44,8 @@ const MODES: readonly Mode[] = [
   'heraldTx',
   'heraldRelay',
   'heraldAfter',
+  'notifyTrigger',
+  'relayTrigger',
 ]
 
 const NOTIFYING: ReadonlySet<Mode> = new Set(['rawNotify', 'heraldTx', 'heraldRelay', 'heraldAfter'])
@@ -122,6 +133,18 @@ async function run(context: BenchContext, variant: Variant): Promise<RepeatedRes
   const { name, style, server, writers } = variant
   const duration = durationMs(context)
   const table = uniqueName('bench_contention')
+  const notifyTriggerTable = uniqueName('bench_contention_notify_trigger')
+  const relayTriggerTable = uniqueName('bench_contention_relay_trigger')
+  const triggerChannel = uniqueName('bench_contention_trigger')
+  let triggerMessages = 0
+  // One relay for the relay-mode trigger's outbox, on its own connection.
+  const relaySql = postgres(context.url, {
+    max: 1,
+    onnotice: () => {},
+    connection: { application_name: 'bench-contention-outbox-relay' },
+  })
+  const outboxRelay = new OutboxRelay(relaySql)
+  outboxRelay.on('error', () => {})
   const rawChannel = uniqueName('bench_contention_raw')
   const sql = postgres(context.url, {
     max: writers,
@@ -173,6 +196,8 @@ async function run(context: BenchContext, variant: Variant): Promise<RepeatedRes
     heraldTx: [],
     heraldRelay: [],
     heraldAfter: [],
+    notifyTrigger: [],
+    relayTrigger: [],
   }
   let sequence = 0
   let rawSent = 0
@@ -184,6 +209,27 @@ async function run(context: BenchContext, variant: Variant): Promise<RepeatedRes
     await sql`create table ${sql(table)} (id int primary key, n int not null default 0)`
     await sql`insert into ${sql(table)} (id) select generate_series(1, ${ROWS}::int)`
     await sql`vacuum analyze ${sql(table)}`
+    // The same table twice more, each with an invalidation trigger: one that NOTIFYs in the
+    // writer's transaction, one in relay mode (an outbox row, sent by the relay below).
+    for (const [triggered, relay] of [
+      [notifyTriggerTable, false],
+      [relayTriggerTable, true],
+    ] as const) {
+      await sql`create table ${sql(triggered)} (id int primary key, n int not null default 0)`
+      await sql`insert into ${sql(triggered)} (id) select generate_series(1, ${ROWS}::int)`
+      await sql`vacuum analyze ${sql(triggered)}`
+      await installInvalidationTrigger(sql, {
+        table: triggered,
+        cache: 'users-triggered',
+        channel: triggerChannel,
+        key: `'row:' || id`,
+        relay,
+      })
+    }
+    await receiver.subscribe(triggerChannel, () => {
+      triggerMessages++
+    })
+    await outboxRelay.start()
     await listener.listen(rawChannel, (payload) => {
       heard(payload)
       rawReceived++
@@ -197,6 +243,8 @@ async function run(context: BenchContext, variant: Variant): Promise<RepeatedRes
       heraldTx: [],
       heraldRelay: [],
       heraldAfter: [],
+      notifyTrigger: [],
+      relayTrigger: [],
     }
     const notifiesPerWrite: Record<Mode, number[]> = {
       none: [],
@@ -206,6 +254,8 @@ async function run(context: BenchContext, variant: Variant): Promise<RepeatedRes
       heraldTx: [],
       heraldRelay: [],
       heraldAfter: [],
+      notifyTrigger: [],
+      relayTrigger: [],
     }
     const measured = await interleave(
       MODES,
@@ -213,12 +263,33 @@ async function run(context: BenchContext, variant: Variant): Promise<RepeatedRes
       async (mode, round) => {
         const ms = round < DISCARD ? WARMUP_MS : duration
         const notifiesBefore = herald.stats().notifies
+        const triggerMessagesBefore = triggerMessages
         committedAt.clear()
         heardAt.clear()
         const rawBefore = rawSent
         const { count, elapsedMs } = await Promise.race([write(mode, ms), opened.failure, relayFailure])
         const notifies = mode === 'rawNotify' ? rawSent - rawBefore : herald.stats().notifies - notifiesBefore
         await settle()
+        // Trigger messages: one per write statement. The relay sends a batch in one transaction,
+        // where PostgreSQL folds identical messages (two writes of one row) into one: wait for
+        // its outbox to empty instead, then for the last NOTIFYs to arrive.
+        if (mode === 'notifyTrigger') {
+          await waitFor(() => triggerMessages >= triggerMessagesBefore + count, {
+            timeoutMs: SETTLE_TIMEOUT_MS,
+            message: `trigger messages: ${triggerMessages - triggerMessagesBefore} of ${count}`,
+          })
+        } else if (mode === 'relayTrigger') {
+          await waitFor(
+            async () => {
+              const [row] = await sql<
+                { rows: number }[]
+              >`select count(*)::int as rows from herald.notify_outbox`
+              return row?.rows === 0
+            },
+            { timeoutMs: SETTLE_TIMEOUT_MS, message: 'the outbox did not empty' },
+          )
+          await new Promise((resolve) => setTimeout(resolve, 200))
+        }
         await waitFor(() => !NOTIFYING.has(mode) || heardAt.size >= committedAt.size, {
           timeoutMs: SETTLE_TIMEOUT_MS,
           message: `the receiving instance heard ${heardAt.size} of ${committedAt.size} commits`,
@@ -257,6 +328,10 @@ async function run(context: BenchContext, variant: Variant): Promise<RepeatedRes
         'cache with durable: { relay: true }: the transaction inserts only its log row (no NOTIFY, no commit lock); ' +
         'the instance asks which of its writers’ transactions have committed (one pg_xact_status query for all) and ' +
         'sends one NOTIFY for all it found — atomic with the commit like (c), since the log row is the guarantee. ' +
+        '(f) the same UPDATE on a copy of the table with installInvalidationTrigger (key row:id): a statement-level ' +
+        'trigger that NOTIFYs in the writer’s transaction; (g) the same with relay: true: the trigger inserts the ' +
+        'message into herald.notify_outbox, and one OutboxRelay (own connection, in this process) sends committed ' +
+        'rows, up to 1,000 per transaction of its own. ' +
         'Every NOTIFY is listened to in-process and waited for before the next mode runs. ' +
         (server === 'durable'
           ? 'On a server of its own with fsync, synchronous_commit and full_page_writes on (each commit waits ' +
@@ -312,6 +387,18 @@ async function run(context: BenchContext, variant: Variant): Promise<RepeatedRes
           label: '(d) UPDATE, then cache.invalidate(key)',
           figures: figures(measured.heraldAfter),
         },
+        {
+          id: 'notifyTrigger',
+          name: 'NOTIFY trigger',
+          label: '(f) UPDATE of a table with an invalidation trigger',
+          figures: figures(measured.notifyTrigger),
+        },
+        {
+          id: 'relayTrigger',
+          name: 'relay trigger',
+          label: '(g) UPDATE of a table with a relay-mode trigger',
+          figures: figures(measured.relayTrigger),
+        },
       ],
       comparisons: [
         compare(measured, 'secondStatement', 'none'),
@@ -323,6 +410,9 @@ async function run(context: BenchContext, variant: Variant): Promise<RepeatedRes
         compare(measured, 'heraldRelay', 'rawNotify'),
         compare(measured, 'heraldRelay', 'secondStatement'),
         compare(measured, 'heraldRelay', 'logRow'),
+        compare(measured, 'notifyTrigger', 'none'),
+        compare(measured, 'relayTrigger', 'none'),
+        compare(measured, 'relayTrigger', 'notifyTrigger'),
       ],
       findings: [
         'Commit → heard by another instance (its own listener connection), p50 / p99 over the kept rounds: ' +
@@ -348,6 +438,9 @@ async function run(context: BenchContext, variant: Variant): Promise<RepeatedRes
         writesHeraldTx: median(writes.heraldTx),
         writesHeraldRelay: median(writes.heraldRelay),
         writesHeraldAfter: median(writes.heraldAfter),
+        writesNotifyTrigger: median(writes.notifyTrigger),
+        writesRelayTrigger: median(writes.relayTrigger),
+        outboxRelayed: outboxRelay.stats().relayed,
         // NOTIFYs per write transaction: 1 for (b) and (c), far below 1 for (d) (coalescing).
         notifiesPerWriteRawNotify: median(notifiesPerWrite.rawNotify),
         notifiesPerWriteHeraldTx: median(notifiesPerWrite.heraldTx),
@@ -373,7 +466,11 @@ async function run(context: BenchContext, variant: Variant): Promise<RepeatedRes
       },
     }
   } finally {
-    await sql`drop table if exists ${sql(table)}`.catch(() => {})
+    await outboxRelay.close()
+    await relaySql.end({ timeout: 1 })
+    for (const dropped of [table, notifyTriggerTable, relayTriggerTable]) {
+      await sql`drop table if exists ${sql(dropped)}`.catch(() => {})
+    }
     await relayed.close()
     await receiver.close()
     await Promise.all([sql.end({ timeout: 1 }), listener.end({ timeout: 1 })])
@@ -390,8 +487,14 @@ async function run(context: BenchContext, variant: Variant): Promise<RepeatedRes
           const id = 1 + Math.floor(Math.random() * ROWS)
           const written = sequence++
           const key = `row:${id}:${written}`
+          const target =
+            mode === 'notifyTrigger'
+              ? notifyTriggerTable
+              : mode === 'relayTrigger'
+                ? relayTriggerTable
+                : table
           await sql.begin(async (tx) => {
-            const update = tx`update ${sql(table)} set n = n + 1 where id = ${id}`
+            const update = tx`update ${sql(target)} set n = n + 1 where id = ${id}`
             if (style === 'awaited') await update
             const second = secondStatement(mode, tx, key)
             await (style === 'awaited' ? second : Promise.all([update, second]))
@@ -447,6 +550,8 @@ function lag(mode: string, samples: readonly number[]): Record<string, number> {
 }
 
 const MODE_TAGS: Readonly<Record<Mode, string>> = {
+  notifyTrigger: '(f)',
+  relayTrigger: '(g)',
   none: '(a)',
   secondStatement: "(a')",
   logRow: "(a'')",
