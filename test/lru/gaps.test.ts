@@ -176,12 +176,12 @@ describe('gaps (durable mode)', () => {
   it('reads only recent rows of a long log, not the whole table', async () => {
     await using b = await startedHerald({ connection: server.url })
     const name = uniqueName('long-log')
-    const atB = await readyCache<string>(b, { name, durable: { pollMs: 100 } })
     // A day's worth of other caches' rows: a poll that read them all would cost O(log).
     const LONG = 200_000
     await sql`insert into herald.cache_invalidations (cache, keys)
       select 'another-cache', '["k"]'::jsonb from generate_series(1, ${LONG}::int)`
     await sql`analyze herald.cache_invalidations`
+    const atB = await readyCache<string>(b, { name, durable: { pollMs: 100 } })
     /** Rows read from the table so far, by sequential and index scans. */
     const rowsRead = async (): Promise<number> => {
       const [row] = await sql<{ read: number }[]>`
@@ -198,6 +198,27 @@ describe('gaps (durable mode)', () => {
     // Several polls have run by the time their counts show: each may read a few recent rows.
     await new Promise((resolve) => setTimeout(resolve, 1_200))
     expect(await rowsRead()).toBeLessThan(before + LONG / 10)
+  })
+
+  it('a log pruned empty is not a gap: its readers do not flush at every poll', async () => {
+    await using a = await startedHerald({ connection: server.url })
+    const atA = await readyCache<string>(a, {
+      name: uniqueName('emptied'),
+      durable: { pollMs: 50, retentionMs: 1 },
+    })
+    await atA.invalidate('k')
+    // Every row of every cache is older than 1 ms: the prune that follows empties the log.
+    await waitFor(
+      async () => {
+        const [row] = await sql<{ n: number }[]>`select count(*)::int as n from herald.cache_invalidations`
+        return row?.n === 0
+      },
+      { timeoutMs: 10_000 },
+    )
+    await new Promise((resolve) => setTimeout(resolve, 200))
+    const flushes = atA.stats().flushes
+    await new Promise((resolve) => setTimeout(resolve, 500))
+    expect(atA.stats().flushes).toBe(flushes)
   })
 
   it('prunes rows older than retentionMs, and a reader behind the cut flushes', async () => {

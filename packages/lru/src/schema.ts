@@ -23,12 +23,12 @@ create table if not exists ${s}.cache_invalidations (
   -- clock_timestamp(), not now(): a long transaction's row must not look old the moment it commits.
   created_at timestamptz not null default clock_timestamp()
 );
--- A reader asks for \`id > maxId or tx >= xmin\`: the primary key serves the first half and this
--- index the second (a BitmapOr), so a poll reads only recent rows however long the log is.
+-- A reader asks for rows with id > maxId, and rows with tx >= xmin (two range scans): the
+-- primary key serves the first, this index the second, so a poll reads only recent rows
+-- however long the log is. On a large existing log, create it beforehand with
+-- CREATE INDEX CONCURRENTLY (a plain CREATE INDEX blocks inserts while it builds).
 create index if not exists cache_invalidations_tx on ${s}.cache_invalidations (tx);
--- Rows arrive in time order: a BRIN index finds the old ones to prune at almost no insert cost.
-create index if not exists cache_invalidations_created_at on ${s}.cache_invalidations
-  using brin (created_at) with (autosummarize = on);
+create index if not exists cache_invalidations_created_at on ${s}.cache_invalidations (created_at);
 create table if not exists ${s}.cache_invalidations_pruned (
   id int primary key default 1 check (id = 1),
   through bigint not null
