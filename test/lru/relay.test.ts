@@ -150,6 +150,63 @@ describe('durable.relay: transactional invalidations leave the transaction as a 
     expect(atA.stats().invalidationsSent).toBeLessThanOrEqual(2)
   })
 
+  it('announces every commit of many writers to a peer that only hears NOTIFYs', async () => {
+    await using a = await startedHerald({ connection: server.url })
+    await using b = await startedHerald({ connection: server.url })
+    const name = uniqueName('relay-all')
+    const atA = await readyCache<string>(a, { name, ...RELAY })
+    // Not durable, no log poll to fall back on: every key must come in a relayed message.
+    const atB = await readyCache<string>(b, { name })
+    const keys = Array.from({ length: 32 }, (_, i) => `k${i}`)
+    for (const key of keys) atB.set(key, 'old')
+    const held = gate()
+    let invalidated = 0
+    const writers = keys.map((key, i) =>
+      sql.begin(async (tx) => {
+        await atA.invalidate(i % 4 === 0 ? [key, `${key}:also`] : key, { tx })
+        invalidated++
+        await held.closed
+      }),
+    )
+    await waitFor(() => invalidated === keys.length)
+    held.open()
+    await Promise.all(writers)
+    await waitFor(() => keys.every((key) => atB.get(key) === undefined), { timeoutMs: 5_000 })
+  })
+
+  it('keeps relaying after its connection is killed mid-look', async () => {
+    await using a = await startedHerald({
+      connection: server.url,
+      applicationName: 'relay-killed',
+      publishPoolSize: 1,
+    })
+    await using b = await startedHerald({ connection: server.url })
+    const name = uniqueName('relay-killed')
+    const atA = await readyCache<string>(a, { name, ...RELAY })
+    const errors: unknown[] = []
+    atA.on('error', (error) => errors.push(error))
+    const atB = await readyCache<string>(b, { name })
+    atB.set('k', 'old')
+    const held = gate()
+    const invalidated = gate()
+    const writing = sql.begin(async (tx) => {
+      await atA.invalidate('k', { tx })
+      invalidated.open()
+      await held.closed
+    })
+    await invalidated.closed
+    // The relay is waiting on this connection when it dies.
+    const [publisher] = await server.backendPids({ applicationName: 'relay-killed-publisher' })
+    expect(publisher).toBeDefined()
+    await server.pause(publisher as number)
+    held.open()
+    await writing
+    await server.terminate(publisher as number)
+    await server.resume(publisher as number)
+    await waitFor(() => atB.get('k') === undefined, { timeoutMs: 5_000 })
+    expect(atA.stats().pendingInvalidations).toBe(0)
+  })
+
   it('relays a commit made just before close()', async () => {
     await using a = await startedHerald({ connection: server.url })
     await using b = await startedHerald({ connection: server.url })

@@ -16,8 +16,10 @@ export interface RelayEntry {
 }
 
 export interface CommitRelayHooks {
-  /** These transactions committed: evict here and tell every other instance. */
-  committed(entries: readonly RelayEntry[]): Promise<void>
+  /** These transactions committed: evict here again and lift the local block. */
+  committed(entries: readonly RelayEntry[]): void
+  /** Tell every other instance of these commits (retried until it succeeds or the relay closes). */
+  publish(entries: readonly RelayEntry[]): Promise<void>
   /** These rolled back: nothing to evict, only the local block to lift. */
   rolledBack(entries: readonly RelayEntry[]): void
   error(error: unknown, context: string): void
@@ -30,6 +32,8 @@ export interface CommitRelayHooks {
 const FIRST_DELAY_MS = 1
 /** A transaction held open (slow work after the invalidate) is looked at less and less often. */
 const MAX_DELAY_MS = 50
+/** After failures (the server unreachable, the Herald closed) the relay waits up to this long. */
+const MAX_ERROR_DELAY_MS = 1_000
 
 /**
  * Delivers transactional invalidations after their commit from outside the writer's
@@ -44,6 +48,8 @@ export class CommitRelay {
   readonly #sql: Sql<Record<string, unknown>>
   readonly #hooks: CommitRelayHooks
   readonly #entries = new Map<string, RelayEntry>()
+  /** Committed, evicted here, but not yet announced (a publish failed): sent with the next batch. */
+  #unsent: RelayEntry[] = []
   /** Messages on their way: close() waits for them. */
   readonly #sending = new Set<Promise<void>>()
   #delayMs = FIRST_DELAY_MS
@@ -94,18 +100,21 @@ export class CommitRelay {
 
   #schedule(): void {
     this.#cancel()
-    if (this.#closed || this.#entries.size === 0) return
+    if (this.#closed || (this.#entries.size === 0 && this.#unsent.length === 0)) return
     const look = (): void => {
       this.#cancelLook = undefined
       this.#scheduledDelayMs = Number.POSITIVE_INFINITY
       void this.#poll()
     }
     this.#scheduledDelayMs = this.#delayMs
+    // Unref'd: a process that is done may exit; the log rows reach durable peers anyway.
     if (this.#delayMs === 0) {
       const immediate = setImmediate(look)
+      immediate.unref()
       this.#cancelLook = () => clearImmediate(immediate)
     } else {
       const timer = setTimeout(look, this.#delayMs)
+      timer.unref()
       this.#cancelLook = () => clearTimeout(timer)
     }
   }
@@ -126,7 +135,10 @@ export class CommitRelay {
 
   async #pollOnce(): Promise<void> {
     const entries = [...this.#entries.values()]
-    if (entries.length === 0) return
+    if (entries.length === 0) {
+      this.#send([])
+      return
+    }
     this.#polls++
     let statuses
     try {
@@ -136,7 +148,7 @@ export class CommitRelay {
       )
     } catch (error) {
       this.#hooks.error(error, 'asking which transactions committed failed')
-      this.#delayMs = Math.min(Math.max(this.#delayMs * 2, FIRST_DELAY_MS), MAX_DELAY_MS)
+      this.#delayMs = Math.min(Math.max(this.#delayMs * 2, FIRST_DELAY_MS), MAX_ERROR_DELAY_MS)
       return
     }
     const committed: RelayEntry[] = []
@@ -156,16 +168,27 @@ export class CommitRelay {
       committed.length + rolledBack.length > 0
         ? 0
         : Math.min(Math.max(this.#delayMs * 2, FIRST_DELAY_MS), MAX_DELAY_MS)
-    if (committed.length === 0) return
-    // Not awaited: the next look need not wait for this message (Herald coalesces them).
+    if (committed.length > 0) this.#hooks.committed(committed)
+    this.#send(committed)
+  }
+
+  /**
+   * Announces `committed` and whatever an earlier failure left unsent. Not awaited by the
+   * looks: the next need not wait for this message (Herald coalesces them). A failure keeps
+   * them for the next look, which comes after a back-off.
+   */
+  #send(committed: readonly RelayEntry[]): void {
+    const batch = this.#unsent.length === 0 ? committed : [...this.#unsent, ...committed]
+    this.#unsent = []
+    if (batch.length === 0) return
     const sending = this.#hooks
-      .committed(committed)
+      .publish(batch)
       .catch((error: unknown) => {
-        // The log rows are committed: the other instances' log polls still deliver them.
-        this.#hooks.error(
-          error,
-          'relaying committed invalidations failed; the durable log still carries them',
-        )
+        this.#hooks.error(error, 'relaying committed invalidations failed; retrying')
+        if (this.#closed) return
+        this.#unsent.push(...batch)
+        this.#delayMs = Math.min(Math.max(this.#delayMs * 2, FIRST_DELAY_MS * 10), MAX_ERROR_DELAY_MS)
+        if (this.#polling === undefined) this.#schedule()
       })
       .finally(() => this.#sending.delete(sending))
     this.#sending.add(sending)

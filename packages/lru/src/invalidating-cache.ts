@@ -169,7 +169,13 @@ export class InvalidatingCache<TValue extends {}>
     this.#relay =
       durable?.relay === true
         ? new CommitRelay(lazySql(this.#options.herald), {
-            committed: (entries) => this.#relayCommitted(entries),
+            committed: (entries) => {
+              for (const entry of entries) {
+                this.#apply(entry.change)
+                this.#pending.release(entry.pendingId)
+              }
+            },
+            publish: (entries) => this.#relayCommitted(entries),
             rolledBack: (entries) => {
               for (const entry of entries) this.#pending.release(entry.pendingId)
             },
@@ -505,13 +511,11 @@ export class InvalidatingCache<TValue extends {}>
     }
   }
 
-  /** Relayed commits: evict again here (a load may have read the old row meanwhile), then tell the others. */
+  /** Tells the other instances of relayed commits (already evicted here), in one message. */
   async #relayCommitted(entries: readonly RelayEntry[]): Promise<void> {
-    const change = mergeChanges(entries.map((entry) => entry.change))
-    for (const entry of entries) {
-      this.#apply(entry.change)
-      this.#pending.release(entry.pendingId)
-    }
+    const merged = mergeChanges(entries.map((entry) => entry.change))
+    const size = (merged.keys?.length ?? 0) + (merged.tags?.length ?? 0)
+    const change = size > this.#options.flushAboveKeys ? { flush: true } : merged
     const body = encodeInvalidation({
       cache: this.name,
       instance: this.#instance,

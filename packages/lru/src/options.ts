@@ -39,7 +39,10 @@ export interface DurableOptions {
    * one message for many writers' commits. Writers keep nearly their throughput without
    * notifications; other instances evict about a millisecond later than with an in-transaction
    * NOTIFY (the time to see the commit). If this instance dies between a commit and its relay,
-   * the other instances still evict on their next log poll (`pollMs`).
+   * or is closed while a transaction it waits for is still open, the other instances still
+   * evict on their next log poll (`pollMs`) — so give every instance of a relaying cache
+   * `durable` too: a peer without the log has only the NOTIFY. A failed relay message is
+   * retried until it is sent or the cache closes.
    * @default false
    */
   relay?: boolean

@@ -1,4 +1,4 @@
-import { HeraldError, type TransactionClient } from '@herald/core'
+import { HeraldError, sqlState, type TransactionClient } from '@herald/core'
 import type { Sql } from 'postgres'
 
 /** The id of the caller's transaction, so its end can be asked about later. */
@@ -12,12 +12,41 @@ export async function transactionId(tx: TransactionClient): Promise<string> {
 
 /**
  * What the server knows of each transaction: `'unknown'` for one too old to tell (its status
- * was truncated away), which callers treat as ended.
+ * was truncated away) or never assigned by this server, which callers treat as ended.
  */
 export type TransactionStatus = 'in progress' | 'committed' | 'aborted' | 'unknown'
 
-/** The status of each of `txids`, in one statement. */
+/**
+ * The status of each of `txids`, in one statement. `pg_xact_status` raises for an id this
+ * server never assigned (after a failover to a standby that was behind, or a restore): then
+ * each id is asked alone, so that one such id does not fail the question for all the others.
+ */
 export async function transactionStatuses(
+  sql: Sql<Record<string, unknown>>,
+  txids: readonly string[],
+): Promise<TransactionStatus[]> {
+  try {
+    return await statusesOf(sql, txids)
+  } catch (error) {
+    if (sqlState(error) !== INVALID_PARAMETER_VALUE || txids.length === 0) throw error
+    return Promise.all(
+      txids.map(async (txid) => {
+        try {
+          const [status] = await statusesOf(sql, [txid])
+          return status ?? 'unknown'
+        } catch (single) {
+          if (sqlState(single) === INVALID_PARAMETER_VALUE) return 'unknown'
+          throw single
+        }
+      }),
+    )
+  }
+}
+
+/** SQLSTATE of "transaction ID … is in the future". */
+const INVALID_PARAMETER_VALUE = '22023'
+
+async function statusesOf(
   sql: Sql<Record<string, unknown>>,
   txids: readonly string[],
 ): Promise<TransactionStatus[]> {
