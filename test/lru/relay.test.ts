@@ -201,7 +201,7 @@ describe('durable.relay: transactional invalidations leave the transaction as a 
     await server.pause(publisher as number)
     held.open()
     await writing
-    await server.terminate(publisher as number)
+    await server.terminate(publisher)
     await server.resume(publisher as number)
     await waitFor(() => atB.get('k') === undefined, { timeoutMs: 5_000 })
     expect(atA.stats().pendingInvalidations).toBe(0)
