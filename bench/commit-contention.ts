@@ -188,17 +188,7 @@ async function run(context: BenchContext, variant: Variant): Promise<RepeatedRes
   const heardKeys = (body: unknown): void => {
     for (const key of (body as { k?: string[] }).k ?? []) heard(key)
   }
-  const lagMs: Record<Mode, number[]> = {
-    none: [],
-    secondStatement: [],
-    logRow: [],
-    rawNotify: [],
-    heraldTx: [],
-    heraldRelay: [],
-    heraldAfter: [],
-    notifyTrigger: [],
-    relayTrigger: [],
-  }
+  const lagMs: Record<Mode, number[]> = byMode()
   let sequence = 0
   let rawSent = 0
   let rawReceived = 0
@@ -206,18 +196,14 @@ async function run(context: BenchContext, variant: Variant): Promise<RepeatedRes
     await receiver.start()
     await receiver.subscribe(cacheChannel, heardKeys)
     await receiver.subscribe(relayChannel, heardKeys)
-    await sql`create table ${sql(table)} (id int primary key, n int not null default 0)`
-    await sql`insert into ${sql(table)} (id) select generate_series(1, ${ROWS}::int)`
-    await sql`vacuum analyze ${sql(table)}`
+    await createTable(table)
     // The same table twice more, each with an invalidation trigger: one that NOTIFYs in the
     // writer's transaction, one in relay mode (an outbox row, sent by the relay below).
     for (const [triggered, relay] of [
       [notifyTriggerTable, false],
       [relayTriggerTable, true],
     ] as const) {
-      await sql`create table ${sql(triggered)} (id int primary key, n int not null default 0)`
-      await sql`insert into ${sql(triggered)} (id) select generate_series(1, ${ROWS}::int)`
-      await sql`vacuum analyze ${sql(triggered)}`
+      await createTable(triggered)
       await installInvalidationTrigger(sql, {
         table: triggered,
         cache: 'users-triggered',
@@ -235,28 +221,8 @@ async function run(context: BenchContext, variant: Variant): Promise<RepeatedRes
       rawReceived++
     })
     await relayed.ready()
-    const writes: Record<Mode, number[]> = {
-      none: [],
-      secondStatement: [],
-      logRow: [],
-      rawNotify: [],
-      heraldTx: [],
-      heraldRelay: [],
-      heraldAfter: [],
-      notifyTrigger: [],
-      relayTrigger: [],
-    }
-    const notifiesPerWrite: Record<Mode, number[]> = {
-      none: [],
-      secondStatement: [],
-      logRow: [],
-      rawNotify: [],
-      heraldTx: [],
-      heraldRelay: [],
-      heraldAfter: [],
-      notifyTrigger: [],
-      relayTrigger: [],
-    }
+    const writes: Record<Mode, number[]> = byMode()
+    const notifiesPerWrite: Record<Mode, number[]> = byMode()
     const measured = await interleave(
       MODES,
       { repetitions: repetitions(context), discard: DISCARD },
@@ -508,6 +474,13 @@ async function run(context: BenchContext, variant: Variant): Promise<RepeatedRes
     return { count, elapsedMs: performance.now() - startedAt }
   }
 
+  /** A table of `ROWS` rows (id, n = 0), vacuumed and analyzed. */
+  async function createTable(name: string): Promise<void> {
+    await sql`create table ${sql(name)} (id int primary key, n int not null default 0)`
+    await sql`insert into ${sql(name)} (id) select generate_series(1, ${ROWS}::int)`
+    await sql`vacuum analyze ${sql(name)}`
+  }
+
   /** The mode's statement in the transaction (none for (a) and (d)). */
   function secondStatement(mode: Mode, tx: TransactionSql, key: string): Promise<unknown> | undefined {
     switch (mode) {
@@ -559,6 +532,11 @@ const MODE_TAGS: Readonly<Record<Mode, string>> = {
   heraldTx: '(c)',
   heraldRelay: '(e)',
   heraldAfter: '(d)',
+}
+
+/** An empty list per mode. */
+function byMode(): Record<Mode, number[]> {
+  return Object.fromEntries(MODES.map((mode) => [mode, []])) as unknown as Record<Mode, number[]>
 }
 
 function lagText(samples: readonly number[]): string {

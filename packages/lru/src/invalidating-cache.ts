@@ -481,15 +481,7 @@ export class InvalidatingCache<TValue extends {}>
       }
       let logRef: LogRef | undefined
       if (this.#durable !== undefined) logRef = await this.#durable.append(change, tx)
-      const body = encodeInvalidation({
-        cache: this.name,
-        instance: this.#instance,
-        keys: change.keys,
-        tags: change.tags,
-        flush: change.flush,
-        pendingId,
-        logRef,
-      })
+      const body = this.#body(change, pendingId, logRef)
       const publishing = this.#options.herald.publish(this.#options.channel, body, {
         kind: INVALIDATION_KIND,
         ...(tx && { tx }),
@@ -516,17 +508,26 @@ export class InvalidatingCache<TValue extends {}>
     const merged = mergeChanges(entries.map((entry) => entry.change))
     const size = (merged.keys?.length ?? 0) + (merged.tags?.length ?? 0)
     const change = size > this.#options.flushAboveKeys ? { flush: true } : merged
-    const body = encodeInvalidation({
+    const body = this.#body(change, undefined, undefined)
+    await this.#options.herald.publish(this.#options.channel, body, { kind: INVALIDATION_KIND })
+    this.#invalidationsSent++
+  }
+
+  /** A message of this cache instance. */
+  #body(
+    change: RelayedChange,
+    pendingId: string | undefined,
+    logRef: LogRef | undefined,
+  ): Record<string, unknown> {
+    return encodeInvalidation({
       cache: this.name,
       instance: this.#instance,
       keys: change.keys,
       tags: change.tags,
       flush: change.flush,
-      pendingId: undefined,
-      logRef: undefined,
+      pendingId,
+      logRef,
     })
-    await this.#options.herald.publish(this.#options.channel, body, { kind: INVALIDATION_KIND })
-    this.#invalidationsSent++
   }
 
   #receive(body: unknown, meta: MessageMeta): void {

@@ -279,26 +279,8 @@ function resolveTrigger(options: InvalidationTriggerOptions): ResolvedTrigger {
       `flushAboveKeys must be a positive integer, got ${String(flushAboveKeys)}`,
     )
   }
-  const durable = options.durable
-  let logSchema: string | undefined
-  let migrateLog = true
-  if (durable === true) logSchema = 'herald'
-  else if (typeof durable === 'object' && durable !== null) {
-    logSchema = plainIdentifier('durable.schema', durable.schema ?? 'herald')
-    migrateLog = durable.migrate ?? true
-  } else if (durable !== undefined && durable !== false) {
-    throw new HeraldError('INVALID_OPTION', 'durable must be a boolean or { schema?, migrate? }')
-  }
-  const relay = options.relay
-  let outboxSchema: string | undefined
-  let migrateOutbox = true
-  if (relay === true) outboxSchema = 'herald'
-  else if (typeof relay === 'object' && relay !== null) {
-    outboxSchema = plainIdentifier('relay.schema', relay.schema ?? 'herald')
-    migrateOutbox = relay.migrate ?? true
-  } else if (relay !== undefined && relay !== false) {
-    throw new HeraldError('INVALID_OPTION', 'relay must be a boolean or { schema?, migrate? }')
-  }
+  const { schema: logSchema, migrate: migrateLog } = tablesOption('durable', options.durable)
+  const { schema: outboxSchema, migrate: migrateOutbox } = tablesOption('relay', options.relay)
   return {
     ...target,
     key,
@@ -310,6 +292,22 @@ function resolveTrigger(options: InvalidationTriggerOptions): ResolvedTrigger {
     outboxSchema,
     migrateOutbox,
   }
+}
+
+/** `durable` and `relay`: `true`, or `{ schema = 'herald', migrate = true }`, for the tables they write to. */
+function tablesOption(
+  what: 'durable' | 'relay',
+  value: boolean | { schema?: string; migrate?: boolean } | undefined,
+): { schema: string | undefined; migrate: boolean } {
+  if (value === undefined || value === false) return { schema: undefined, migrate: false }
+  if (value === true) return { schema: 'herald', migrate: true }
+  if (typeof value === 'object' && value !== null) {
+    return {
+      schema: plainIdentifier(`${what}.schema`, value.schema ?? 'herald'),
+      migrate: value.migrate ?? true,
+    }
+  }
+  throw new HeraldError('INVALID_OPTION', `${what} must be a boolean or { schema?, migrate? }`)
 }
 
 function resolveTarget(options: InvalidationTriggerTarget): ResolvedTrigger {
