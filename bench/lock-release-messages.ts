@@ -1,5 +1,12 @@
 /** The IPC protocol between `lock-release.ts` (the holder) and `lock-release-waiter.ts`. */
 
+/**
+ * The lock sessions' heartbeat, on both sides: far longer than a run. The holder recognises a
+ * parked waiter by its lock session's last statement (the failed try); a heartbeat `select 1`
+ * on that session in between would hide it, and the hand-over would never start.
+ */
+export const LOCK_HEARTBEAT_MS = 600_000
+
 /** `herald`: @herald/lock; `floor`: a session blocked in pg_advisory_lock; `polling`: pg_try_advisory_lock every 50 ms. */
 export type LockContenderId = 'herald' | 'floor' | 'polling'
 

@@ -10,6 +10,7 @@ import { Locks, type Lock } from '@herald/lock'
 import postgres from 'postgres'
 import {
   APPLICATION,
+  LOCK_HEARTBEAT_MS,
   type FromWaiter,
   type LockContenderId,
   type LockPairs,
@@ -76,7 +77,12 @@ async function start(message: Start): Promise<void> {
   // A background error (lost listener, failed sweep, invalid message) would make the figures lie.
   herald.on('error', fail)
   await herald.start()
-  const locks = new Locks({ herald, channel: message.channel, applicationName: APPLICATION.heraldWaiter })
+  const locks = new Locks({
+    herald,
+    channel: message.channel,
+    applicationName: APPLICATION.heraldWaiter,
+    heartbeatMs: LOCK_HEARTBEAT_MS,
+  })
   allOpened.locks = locks
   locks.on('error', fail)
   locks.on('lost', ({ error }) => fail(error))

@@ -21,6 +21,7 @@ import { summarize } from './lib/stats.js'
 import { withTimeout } from './lib/timeout.js'
 import {
   APPLICATION,
+  LOCK_HEARTBEAT_MS,
   type FromWaiter,
   type LockContenderId,
   type LockPairs,
@@ -110,7 +111,12 @@ async function run(context: BenchContext): Promise<BenchmarkResult> {
     connection: { application_name: 'bench-lock-observer' },
   })
   const herald = new Herald({ connection: context.url, applicationName: APPLICATION.heraldHolder })
-  const locks = new Locks({ herald, channel, applicationName: APPLICATION.heraldHolder })
+  const locks = new Locks({
+    herald,
+    channel,
+    applicationName: APPLICATION.heraldHolder,
+    heartbeatMs: LOCK_HEARTBEAT_MS,
+  })
   let backgroundError: Error | undefined
   herald.on('error', (error) => (backgroundError ??= error))
   locks.on('error', (error) => (backgroundError ??= error))
@@ -405,7 +411,9 @@ async function handOver(
 
 /** Queries pg_stat_activity until both sides are parked; returns how many queries it took. */
 async function untilParked(holder: Holder, observer: postgres.Sql): Promise<number> {
-  const deadline = performance.now() + SAMPLE_TIMEOUT_MS
+  // Shorter than the waiter's own timeout: sides that never park are reported as such, not as
+  // a waiter that was never woken.
+  const deadline = performance.now() + SAMPLE_TIMEOUT_MS / 2
   for (let checks = 1; ; checks++) {
     const activity = await observer<Activity[]>`
       select application_name as app, state, wait_event_type as "waitType", query
