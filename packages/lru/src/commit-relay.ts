@@ -34,6 +34,8 @@ const FIRST_DELAY_MS = 1
 const MAX_DELAY_MS = 50
 /** After failures (the server unreachable, the Herald closed) the relay waits up to this long. */
 const MAX_ERROR_DELAY_MS = 1_000
+/** close() waits this long at most for its last look and messages. */
+const CLOSE_TIMEOUT_MS = 5_000
 
 /**
  * Delivers transactional invalidations after their commit from outside the writer's
@@ -92,10 +94,20 @@ export class CommitRelay {
     if (this.#closed) return
     this.#closed = true
     this.#cancel()
-    await this.#polling
-    if (this.#entries.size > 0) await this.#poll()
-    this.#entries.clear()
-    await Promise.all(this.#sending)
+    const finishing = (async () => {
+      await this.#polling
+      if (this.#entries.size > 0) await this.#poll()
+      this.#entries.clear()
+      await Promise.all(this.#sending)
+    })()
+    // A half-open connection must not hold close() forever: the log rows remain for the peers.
+    let timer: ReturnType<typeof setTimeout> | undefined
+    const givingUp = new Promise<void>((resolve) => {
+      timer = setTimeout(resolve, CLOSE_TIMEOUT_MS)
+      timer.unref()
+    })
+    await Promise.race([finishing, givingUp])
+    clearTimeout(timer)
   }
 
   #schedule(): void {
