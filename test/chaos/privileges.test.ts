@@ -1,5 +1,5 @@
 import { ConfigStore } from '@herald/config'
-import { installInvalidationTrigger, InvalidatingCache, OutboxRelay } from '@herald/lru'
+import { installInvalidationTrigger, InvalidatingCache, OutboxRelay, outboxTableSql } from '@herald/lru'
 import postgres from 'postgres'
 import { startPostgres, uniqueName, waitFor, type PgServer } from '@herald/testing'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
@@ -32,6 +32,8 @@ beforeAll(async () => {
   })
   await config.start()
   await config.close()
+  // The outbox of relay-mode triggers (herald migrate creates it with the rest).
+  await server.sql.unsafe(outboxTableSql('herald'))
   await server.sql.unsafe(`
     create role ${APP} login password '${PASSWORD}';
     grant connect on database postgres to ${APP};

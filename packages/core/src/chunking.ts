@@ -82,9 +82,10 @@ export type AssembleResult =
   | { readonly status: 'invalid'; readonly error: HeraldError }
 
 /**
- * Reassembles chunk frames. Frames of one message arrive together (they commit in one
- * statement), but a listener gap can cut a message short and anyone may forge frames, so
- * partial messages are bounded in number, size and age.
+ * Reassembles chunk frames, in any order. Frames of one message usually arrive together (they
+ * commit in one statement), but a relay-mode trigger's outbox may send them in separate
+ * batches, a listener gap can cut a message short and anyone may forge frames, so partial
+ * messages are bounded in number, size and age.
  */
 export class ChunkAssembler {
   readonly #pending = new Map<string, Partial>()

@@ -4,7 +4,7 @@ export type { CacheEvents, EvictEvent, EvictReason, FlushEvent, ReplayEvent } fr
 export type { DurableOptions, InvalidatingCacheOptions, LruOptions } from './options.js'
 export type { LoadDb, ReplicaOptions } from './replica-guard.js'
 export { INVALIDATION_KIND } from './invalidation-message.js'
-export { LOG_SCHEMA_VERSION, logTableSql } from './schema.js'
+export { LOG_SCHEMA_VERSION, logTableSql, outboxTableSql } from './schema.js'
 export { OutboxRelay } from './outbox-relay.js'
 export type { OutboxRelayEvents, OutboxRelayOptions, OutboxRelayStats } from './outbox-relay.js'
 export {

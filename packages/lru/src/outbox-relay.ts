@@ -1,7 +1,7 @@
 import { HeraldError, quoteIdentifier, safeEmit, toConnectionError } from '@herald/core'
 import { EventEmitter } from 'eventemitter3'
 import type { Sql } from 'postgres'
-import { ensureLogTables } from './schema.js'
+import { ensureOutbox } from './schema.js'
 
 export interface OutboxRelayOptions {
   /** Schema of the outbox (the triggers' `relay.schema`). @default 'herald' */
@@ -29,6 +29,11 @@ export interface OutboxRelayEvents {
 /** After a failed look the next waits this long, doubling up to {@link MAX_BACKOFF_MS}. */
 const FIRST_BACKOFF_MS = 50
 const MAX_BACKOFF_MS = 1_000
+const CLOSE_TIMEOUT_MS = 5_000
+/** A minute between looks is already a relay nobody waits for. */
+const MAX_IDLE_MS = 60_000
+/** Rows per look: one transaction's NOTIFYs, kept well inside PostgreSQL's integer argument. */
+const MAX_BATCH = 100_000
 
 /**
  * Sends what relay-mode invalidation triggers wrote to `<schema>.notify_outbox`: each look is
@@ -47,7 +52,7 @@ export class OutboxRelay extends EventEmitter<OutboxRelayEvents> implements Asyn
   readonly #function: string
   #cancelLook: (() => void) | undefined
   #looking: Promise<void> | undefined
-  #started = false
+  #starting: Promise<void> | undefined
   #closed = false
   #backoffMs = 0
   #relayed = 0
@@ -64,24 +69,36 @@ export class OutboxRelay extends EventEmitter<OutboxRelayEvents> implements Asyn
         `schema must be a plain identifier, got ${JSON.stringify(schema)}`,
       )
     }
+    const migrate = options.migrate ?? true
+    if (typeof migrate !== 'boolean') {
+      throw new HeraldError('INVALID_OPTION', `migrate must be true or false, got ${String(migrate)}`)
+    }
     this.#sql = sql
     this.#schema = schema
-    this.#migrate = options.migrate ?? true
-    this.#idleMs = positive('idleMs', options.idleMs ?? 5)
-    this.#batch = positiveInteger('batch', options.batch ?? 1_000)
+    this.#migrate = migrate
+    this.#idleMs = bounded('idleMs', options.idleMs ?? 5, MAX_IDLE_MS)
+    this.#batch = bounded('batch', options.batch ?? 1_000, MAX_BATCH)
+    if (!Number.isSafeInteger(this.#batch)) {
+      throw new HeraldError('INVALID_OPTION', `batch must be an integer, got ${String(this.#batch)}`)
+    }
     this.#function = `${quoteIdentifier(schema)}.relay_notify_outbox`
   }
 
-  /** Creates the outbox if needed and starts looking. Idempotent. */
-  async start(): Promise<void> {
-    if (this.#closed) throw new HeraldError('CLOSED', 'the outbox relay was closed')
-    if (this.#started) return
-    this.#started = true
+  /** Creates the outbox if needed and starts looking. Idempotent; concurrent calls share one start. */
+  start(): Promise<void> {
+    if (this.#closed) return Promise.reject(new HeraldError('CLOSED', 'the outbox relay was closed'))
+    this.#starting ??= this.#start().catch((error: unknown) => {
+      this.#starting = undefined
+      throw error
+    })
+    return this.#starting
+  }
+
+  async #start(): Promise<void> {
     if (this.#migrate) {
       try {
-        await ensureLogTables(this.#sql, this.#schema)
+        await ensureOutbox(this.#sql, this.#schema)
       } catch (error) {
-        this.#started = false
         throw toConnectionError(error, 'creating the outbox failed')
       }
     }
@@ -92,12 +109,23 @@ export class OutboxRelay extends EventEmitter<OutboxRelayEvents> implements Asyn
     return { relayed: this.#relayed, looks: this.#looks }
   }
 
-  /** Stops after the look in progress, if any. Rows still in the outbox wait for another relay. */
+  /**
+   * Stops after the look in progress, if any (waiting for it at most 5 s: a look stuck on a
+   * lock or a dead connection must not hold close() up). Rows still in the outbox wait for
+   * another relay.
+   */
   async close(): Promise<void> {
     this.#closed = true
     this.#cancelLook?.()
     this.#cancelLook = undefined
-    await this.#looking
+    if (this.#looking === undefined) return
+    let timer: ReturnType<typeof setTimeout> | undefined
+    const givingUp = new Promise<void>((resolve) => {
+      timer = setTimeout(resolve, CLOSE_TIMEOUT_MS)
+      timer.unref()
+    })
+    await Promise.race([this.#looking, givingUp])
+    clearTimeout(timer)
   }
 
   async [Symbol.asyncDispose](): Promise<void> {
@@ -112,12 +140,15 @@ export class OutboxRelay extends EventEmitter<OutboxRelayEvents> implements Asyn
         this.#looking = undefined
       })
     }
-    // setTimeout(0) waits a millisecond: a busy outbox is looked at again at once.
+    // setTimeout(0) waits a millisecond: a busy outbox is looked at again at once. Unref'd
+    // like every timer of the library: the relay does not keep a finished process alive.
     if (delayMs === 0) {
       const immediate = setImmediate(look)
+      immediate.unref()
       this.#cancelLook = () => clearImmediate(immediate)
     } else {
       const timer = setTimeout(look, delayMs)
+      timer.unref()
       this.#cancelLook = () => clearTimeout(timer)
     }
   }
@@ -142,16 +173,12 @@ export class OutboxRelay extends EventEmitter<OutboxRelayEvents> implements Asyn
   }
 }
 
-function positive(name: string, value: number): number {
-  if (typeof value !== 'number' || !Number.isFinite(value) || value <= 0) {
-    throw new HeraldError('INVALID_OPTION', `${name} must be a positive finite number, got ${String(value)}`)
-  }
-  return value
-}
-
-function positiveInteger(name: string, value: number): number {
-  if (!Number.isSafeInteger(value) || value < 1) {
-    throw new HeraldError('INVALID_OPTION', `${name} must be a positive integer, got ${String(value)}`)
+function bounded(name: string, value: number, max: number): number {
+  if (typeof value !== 'number' || !Number.isFinite(value) || value <= 0 || value > max) {
+    throw new HeraldError(
+      'INVALID_OPTION',
+      `${name} must be a number above 0 and at most ${max}, got ${String(value)}`,
+    )
   }
   return value
 }

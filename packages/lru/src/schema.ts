@@ -32,15 +32,28 @@ create index if not exists cache_invalidations_created_at on ${s}.cache_invalida
 create table if not exists ${s}.cache_invalidations_pruned (
   id int primary key default 1 check (id = 1),
   through bigint not null
-);
--- NOTIFYs written by relay-mode triggers instead of sent: a transaction that NOTIFYs takes a
--- server-wide lock at commit, one that inserts here does not. relay_notify_outbox() sends and
--- deletes them in one transaction (several relays at once each take their own rows).
+);`
+}
+
+/**
+ * The outbox of relay-mode triggers: NOTIFYs written instead of sent (a transaction that
+ * NOTIFYs takes a server-wide lock at commit, one that inserts here does not), and the
+ * function an `OutboxRelay` calls to send and delete them in one transaction.
+ */
+export function outboxTableSql(schema: string): string {
+  const s = quoteIdentifier(schema)
+  return `
+create schema if not exists ${s};
+-- What pg_notify would refuse is refused here, in the writer's own transaction: one such row
+-- in the outbox would fail every relay transaction that took it.
 create table if not exists ${s}.notify_outbox (
   id bigint generated always as identity primary key,
-  channel text not null,
-  payload text not null
+  channel text not null check (channel <> '' and octet_length(channel) < 64),
+  payload text not null check (octet_length(payload) < 8000)
 );
+-- Several relays at once each take their own rows (skip locked). Rows are checked again, in
+-- case the table was made without the checks: a row pg_notify would refuse is dropped with a
+-- warning instead of failing the batch for ever.
 create or replace function ${s}.relay_notify_outbox(p_limit integer) returns integer
 language plpgsql as $herald_relay$
 declare
@@ -49,11 +62,16 @@ declare
 begin
   for v_row in
     delete from ${s}.notify_outbox
-    where id in (select id from ${s}.notify_outbox order by id limit p_limit for update skip locked)
+    where id = any(array(select id from ${s}.notify_outbox order by id limit p_limit for update skip locked))
     returning channel, payload
   loop
-    perform pg_notify(v_row.channel, v_row.payload);
-    v_sent := v_sent + 1;
+    if v_row.channel <> '' and octet_length(v_row.channel) < 64 and octet_length(v_row.payload) < 8000 then
+      perform pg_notify(v_row.channel, v_row.payload);
+      v_sent := v_sent + 1;
+    else
+      raise warning 'herald: dropped an outbox row NOTIFY would refuse (channel %, % bytes)',
+        left(v_row.channel, 63), octet_length(v_row.payload);
+    end if;
   end loop;
   return v_sent;
 end
@@ -66,6 +84,16 @@ export function ensureLogTables(sql: Sql<Record<string, unknown>>, schema: strin
   return migrateOnce(sql, `lru-log:${LOG_SCHEMA_VERSION}:${schema}`, logTableSql(schema), [
     `${s}.cache_invalidations`,
     `${s}.cache_invalidations_pruned`,
+  ])
+}
+
+/**
+ * Creates the outbox on first use (relay triggers, OutboxRelay). Apart from the log tables:
+ * a durable cache under a role that may not create anything must not need it.
+ */
+export function ensureOutbox(sql: Sql<Record<string, unknown>>, schema: string): Promise<void> {
+  const s = quoteIdentifier(schema)
+  return migrateOnce(sql, `lru-outbox:${LOG_SCHEMA_VERSION}:${schema}`, outboxTableSql(schema), [
     `${s}.notify_outbox`,
   ])
 }

@@ -2,7 +2,7 @@ import { createHash, randomBytes } from 'node:crypto'
 import { assertChannelName, HeraldError, MAX_NOTIFY_BYTES, quoteIdentifier } from '@herald/core'
 import type { Sql } from 'postgres'
 import { INVALIDATION_KIND } from './invalidation-message.js'
-import { ensureLogTables } from './schema.js'
+import { ensureLogTables, ensureOutbox } from './schema.js'
 
 /**
  * Options of {@link installInvalidationTrigger}.
@@ -149,7 +149,7 @@ export async function installInvalidationTrigger(
     await run(() => ensureLogTables(sql, trigger.logSchema as string), 'creating the durable log failed')
   }
   if (trigger.outboxSchema !== undefined && trigger.migrateOutbox) {
-    await run(() => ensureLogTables(sql, trigger.outboxSchema as string), 'creating the outbox failed')
+    await run(() => ensureOutbox(sql, trigger.outboxSchema as string), 'creating the outbox failed')
   }
   // A trigger of this cache left under another function name (the table was renamed since).
   const stale = (await installedFunctions(sql, trigger)).filter((name) => name !== qualifiedFunction(trigger))
