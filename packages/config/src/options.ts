@@ -1,4 +1,10 @@
-import { assertChannelName, HeraldError, type Herald, type TransactionClient } from '@herald/core'
+import {
+  assertChannelName,
+  assertPlainIdentifier,
+  HeraldError,
+  type Herald,
+  type TransactionClient,
+} from '@herald/core'
 import type { Sql } from 'postgres'
 import { isValidator, type ConfigSchema } from './schema.js'
 
@@ -95,12 +101,7 @@ export function resolveConfigOptions(options: ConfigStoreOptions<ConfigSchema>):
     )
   }
   assertChannelName(channel)
-  if (typeof tableSchema !== 'string' || !/^[A-Za-z_][A-Za-z0-9_]{0,62}$/.test(tableSchema)) {
-    throw new HeraldError(
-      'INVALID_OPTION',
-      `tableSchema must be a plain identifier, got ${JSON.stringify(tableSchema)}`,
-    )
-  }
+  assertPlainIdentifier('tableSchema', tableSchema)
   if (typeof migrate !== 'boolean') throw new HeraldError('INVALID_OPTION', 'migrate must be a boolean')
   if (typeof pollMs !== 'number' || !Number.isFinite(pollMs) || pollMs < 0) {
     throw new HeraldError(

@@ -1,4 +1,5 @@
 import type { Sql } from 'postgres'
+import { HeraldError } from './errors.js'
 
 // Every Herald migration takes this advisory lock, so instances starting together create
 // their tables one at a time ("herald\0\0" as a bigint).
@@ -58,4 +59,19 @@ async function allExist(sql: Sql<Record<string, unknown>>, tables: readonly stri
 /** Quotes an identifier (a schema or table name) for DDL. */
 export function quoteIdentifier(name: string): string {
   return `"${name.replaceAll('"', '""')}"`
+}
+
+/**
+ * `value` if it is a plain identifier (a schema or table name Herald splices into DDL after
+ * quoting): letters, digits and underscores, not starting with a digit, at most 63 bytes.
+ * @throws HeraldError `INVALID_OPTION` naming `what`
+ */
+export function assertPlainIdentifier(what: string, value: unknown): string {
+  if (typeof value !== 'string' || !/^[A-Za-z_][A-Za-z0-9_]{0,62}$/.test(value)) {
+    throw new HeraldError(
+      'INVALID_OPTION',
+      `${what} must be a plain identifier, got ${JSON.stringify(value)}`,
+    )
+  }
+  return value
 }

@@ -1,6 +1,6 @@
 import type { Sql } from 'postgres'
 import { HeraldError, sqlState, toConnectionError } from './errors.js'
-import { TAKE_MIGRATION_LOCK, quoteIdentifier } from './migrate-once.js'
+import { assertPlainIdentifier, TAKE_MIGRATION_LOCK, quoteIdentifier } from './migrate-once.js'
 
 /**
  * One package's set of tables, as `migrate()` applies it. Core cannot import the packages
@@ -173,13 +173,7 @@ function resolveMigrateOptions(options: MigrateOptions): {
   if (typeof options !== 'object' || options === null) {
     throw new HeraldError('INVALID_OPTION', 'migrate options must be an object')
   }
-  const schema = options.schema ?? 'herald'
-  if (typeof schema !== 'string' || !/^[A-Za-z_][A-Za-z0-9_]{0,62}$/.test(schema)) {
-    throw new HeraldError(
-      'INVALID_OPTION',
-      `schema must be a plain identifier, got ${JSON.stringify(schema)}`,
-    )
-  }
+  const schema = assertPlainIdentifier('schema', options.schema ?? 'herald')
   const parts = options.parts ?? []
   if (!Array.isArray(parts))
     throw new HeraldError('INVALID_OPTION', 'parts must be an array of migration parts')

@@ -1,4 +1,4 @@
-import { assertChannelName, HeraldError, type Herald } from '@herald/core'
+import { assertChannelName, assertPlainIdentifier, HeraldError, type Herald } from '@herald/core'
 
 export interface LocksOptions {
   /** The process's one `Herald`: waiters share its listener connection. */
@@ -35,13 +35,7 @@ export function resolveLocksOptions(options: LocksOptions): ResolvedLocksOptions
     throw new HeraldError('INVALID_OPTION', 'new Locks({ herald }) needs the process’s Herald')
   }
   const channel = assertChannelName(options.channel ?? 'lock_release')
-  const schema = options.schema ?? 'herald'
-  if (!/^[A-Za-z_][A-Za-z0-9_]{0,62}$/.test(schema)) {
-    throw new HeraldError(
-      'INVALID_OPTION',
-      `schema must be a plain identifier, got ${JSON.stringify(schema)}`,
-    )
-  }
+  const schema = assertPlainIdentifier('schema', options.schema ?? 'herald')
   return {
     herald: options.herald,
     channel,

@@ -1,4 +1,11 @@
-import { assertChannelName, HeraldError, systemClock, type Clock, type Herald } from '@herald/core'
+import {
+  assertChannelName,
+  assertPlainIdentifier,
+  HeraldError,
+  systemClock,
+  type Clock,
+  type Herald,
+} from '@herald/core'
 import type { LRUCache } from 'lru-cache'
 import type { Sql } from 'postgres'
 import type { ReplicaOptions, ResolvedReplicaOptions } from './replica-guard.js'
@@ -175,13 +182,7 @@ export function resolveCacheOptions<TValue extends {}>(
 function resolveDurable(durable: boolean | DurableOptions | undefined): ResolvedDurableOptions | undefined {
   if (durable === undefined || durable === false) return undefined
   const options: DurableOptions = durable === true ? {} : durable
-  const schema = options.schema ?? 'herald'
-  if (typeof schema !== 'string' || !/^[A-Za-z_][A-Za-z0-9_]{0,62}$/.test(schema)) {
-    throw new HeraldError(
-      'INVALID_OPTION',
-      `durable.schema must be a plain identifier, got ${JSON.stringify(schema)}`,
-    )
-  }
+  const schema = assertPlainIdentifier('durable.schema', options.schema ?? 'herald')
   return {
     sql: options.sql,
     schema,

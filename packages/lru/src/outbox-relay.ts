@@ -1,4 +1,10 @@
-import { HeraldError, quoteIdentifier, safeEmit, toConnectionError } from '@herald/core'
+import {
+  assertPlainIdentifier,
+  HeraldError,
+  quoteIdentifier,
+  safeEmit,
+  toConnectionError,
+} from '@herald/core'
 import { EventEmitter } from 'eventemitter3'
 import type { Sql } from 'postgres'
 import { ensureOutbox } from './schema.js'
@@ -62,13 +68,7 @@ export class OutboxRelay extends EventEmitter<OutboxRelayEvents> implements Asyn
     super()
     if (typeof sql !== 'function')
       throw new HeraldError('INVALID_OPTION', 'OutboxRelay needs a postgres.js client')
-    const schema = options.schema ?? 'herald'
-    if (typeof schema !== 'string' || !/^[A-Za-z_][A-Za-z0-9_]{0,62}$/.test(schema)) {
-      throw new HeraldError(
-        'INVALID_OPTION',
-        `schema must be a plain identifier, got ${JSON.stringify(schema)}`,
-      )
-    }
+    const schema = assertPlainIdentifier('schema', options.schema ?? 'herald')
     const migrate = options.migrate ?? true
     if (typeof migrate !== 'boolean') {
       throw new HeraldError('INVALID_OPTION', `migrate must be true or false, got ${String(migrate)}`)

@@ -1,5 +1,11 @@
 import { createHash, randomBytes } from 'node:crypto'
-import { assertChannelName, HeraldError, MAX_NOTIFY_BYTES, quoteIdentifier } from '@herald/core'
+import {
+  assertChannelName,
+  assertPlainIdentifier,
+  HeraldError,
+  MAX_NOTIFY_BYTES,
+  quoteIdentifier,
+} from '@herald/core'
 import type { Sql } from 'postgres'
 import { INVALIDATION_KIND } from './invalidation-message.js'
 import { ensureLogTables, ensureOutbox } from './schema.js'
@@ -303,7 +309,7 @@ function tablesOption(
   if (value === true) return { schema: 'herald', migrate: true }
   if (typeof value === 'object' && value !== null) {
     return {
-      schema: plainIdentifier(`${what}.schema`, value.schema ?? 'herald'),
+      schema: assertPlainIdentifier(`${what}.schema`, value.schema ?? 'herald'),
       migrate: value.migrate ?? true,
     }
   }
@@ -355,16 +361,6 @@ function name(what: string, value: unknown): string {
     )
   }
   if (value.includes('\0')) throw new HeraldError('INVALID_OPTION', `${what} must not hold a NUL character`)
-  return value
-}
-
-function plainIdentifier(what: string, value: unknown): string {
-  if (typeof value !== 'string' || !/^[A-Za-z_][A-Za-z0-9_]{0,62}$/.test(value)) {
-    throw new HeraldError(
-      'INVALID_OPTION',
-      `${what} must be a plain identifier, got ${JSON.stringify(value)}`,
-    )
-  }
   return value
 }
 
