@@ -1,4 +1,6 @@
+import { raceWait, systemClock } from '@herald/core'
 import type { Sql } from 'postgres'
+import { later } from './later.js'
 import { transactionStatuses } from './transactions.js'
 
 /** What one transactional invalidation evicts. */
@@ -101,13 +103,9 @@ export class CommitRelay {
       await Promise.all(this.#sending)
     })()
     // A half-open connection must not hold close() forever: the log rows remain for the peers.
-    let timer: ReturnType<typeof setTimeout> | undefined
-    const givingUp = new Promise<void>((resolve) => {
-      timer = setTimeout(resolve, CLOSE_TIMEOUT_MS)
-      timer.unref()
-    })
-    await Promise.race([finishing, givingUp])
-    clearTimeout(timer)
+    await raceWait(finishing, { timeoutMs: CLOSE_TIMEOUT_MS }, systemClock, 'closing the relay').catch(
+      () => {},
+    )
   }
 
   #schedule(): void {
@@ -120,15 +118,7 @@ export class CommitRelay {
     }
     this.#scheduledDelayMs = this.#delayMs
     // Unref'd: a process that is done may exit; the log rows reach durable peers anyway.
-    if (this.#delayMs === 0) {
-      const immediate = setImmediate(look)
-      immediate.unref()
-      this.#cancelLook = () => clearImmediate(immediate)
-    } else {
-      const timer = setTimeout(look, this.#delayMs)
-      timer.unref()
-      this.#cancelLook = () => clearTimeout(timer)
-    }
+    this.#cancelLook = later(look, this.#delayMs)
   }
 
   #cancel(): void {

@@ -110,7 +110,7 @@ export class InvalidatingCache<TValue extends {}>
   readonly #durable: DurableSync | undefined
   /** With `durable.relay`: delivers transactional invalidations after their commit. */
   readonly #relay: CommitRelay | undefined
-  /** The client loaders get without `replica` (herald.sql, resolved at the first query). */
+  /** herald.sql, resolved at the first query: for loaders without `replica`, the log and the relay. */
   readonly #primarySql: LoadDb
   readonly #replica: ReplicaGuard | undefined
   readonly #bypass: boolean
@@ -154,7 +154,7 @@ export class InvalidatingCache<TValue extends {}>
       replica &&
       new ReplicaGuard(replica, this.#primarySql, clock, (error, context) => this.#emitError(error, context))
     if (durable !== undefined) {
-      const log = new DurableLog(durable.sql ?? lazySql(this.#options.herald), this.name, {
+      const log = new DurableLog(durable.sql ?? this.#primarySql, this.name, {
         schema: durable.schema,
         migrate: durable.migrate,
         maxReplayRows: durable.maxReplayRows,
@@ -168,7 +168,7 @@ export class InvalidatingCache<TValue extends {}>
     }
     this.#relay =
       durable?.relay === true
-        ? new CommitRelay(lazySql(this.#options.herald), {
+        ? new CommitRelay(this.#primarySql, {
             committed: (entries) => {
               for (const entry of entries) {
                 this.#apply(entry.change)

@@ -2,11 +2,14 @@ import {
   assertPlainIdentifier,
   HeraldError,
   quoteIdentifier,
+  raceWait,
   safeEmit,
+  systemClock,
   toConnectionError,
 } from '@herald/core'
 import { EventEmitter } from 'eventemitter3'
 import type { Sql } from 'postgres'
+import { later } from './later.js'
 import { ensureOutbox } from './schema.js'
 
 export interface OutboxRelayOptions {
@@ -119,13 +122,12 @@ export class OutboxRelay extends EventEmitter<OutboxRelayEvents> implements Asyn
     this.#cancelLook?.()
     this.#cancelLook = undefined
     if (this.#looking === undefined) return
-    let timer: ReturnType<typeof setTimeout> | undefined
-    const givingUp = new Promise<void>((resolve) => {
-      timer = setTimeout(resolve, CLOSE_TIMEOUT_MS)
-      timer.unref()
-    })
-    await Promise.race([this.#looking, givingUp])
-    clearTimeout(timer)
+    await raceWait(
+      this.#looking,
+      { timeoutMs: CLOSE_TIMEOUT_MS },
+      systemClock,
+      'closing the outbox relay',
+    ).catch(() => {})
   }
 
   async [Symbol.asyncDispose](): Promise<void> {
@@ -140,17 +142,8 @@ export class OutboxRelay extends EventEmitter<OutboxRelayEvents> implements Asyn
         this.#looking = undefined
       })
     }
-    // setTimeout(0) waits a millisecond: a busy outbox is looked at again at once. Unref'd
-    // like every timer of the library: the relay does not keep a finished process alive.
-    if (delayMs === 0) {
-      const immediate = setImmediate(look)
-      immediate.unref()
-      this.#cancelLook = () => clearImmediate(immediate)
-    } else {
-      const timer = setTimeout(look, delayMs)
-      timer.unref()
-      this.#cancelLook = () => clearTimeout(timer)
-    }
+    // A busy outbox is looked at again at once; the relay does not keep a finished process alive.
+    this.#cancelLook = later(look, delayMs)
   }
 
   async #look(): Promise<void> {
