@@ -513,13 +513,17 @@ async function run(context: BenchContext, variant: Variant): Promise<RepeatedRes
   }
 }
 
-function lag(mode: string, samples: readonly number[]): Record<string, number> {
-  if (samples.length === 0) return {}
+/** p50 and p99 of commit → heard, or nothing for a mode that notifies nobody. */
+function lagPercentiles(samples: readonly number[]): { p50: number; p99: number } | undefined {
+  if (samples.length === 0) return undefined
   const sorted = [...samples].sort((a, b) => a - b)
-  return {
-    [`commitToHeardP50Ms${mode}`]: percentile(sorted, 50),
-    [`commitToHeardP99Ms${mode}`]: percentile(sorted, 99),
-  }
+  return { p50: percentile(sorted, 50), p99: percentile(sorted, 99) }
+}
+
+function lag(mode: string, samples: readonly number[]): Record<string, number> {
+  const lags = lagPercentiles(samples)
+  if (lags === undefined) return {}
+  return { [`commitToHeardP50Ms${mode}`]: lags.p50, [`commitToHeardP99Ms${mode}`]: lags.p99 }
 }
 
 const MODE_TAGS: Readonly<Record<Mode, string>> = {
@@ -540,7 +544,6 @@ function byMode(): Record<Mode, number[]> {
 }
 
 function lagText(samples: readonly number[]): string {
-  if (samples.length === 0) return 'n/a'
-  const sorted = [...samples].sort((a, b) => a - b)
-  return `${percentile(sorted, 50).toFixed(2)} / ${percentile(sorted, 99).toFixed(2)} ms`
+  const lags = lagPercentiles(samples)
+  return lags === undefined ? 'n/a' : `${lags.p50.toFixed(2)} / ${lags.p99.toFixed(2)} ms`
 }

@@ -44,6 +44,11 @@ export class DurableLog {
   readonly #options: DurableLogOptions
   readonly #table: string
   readonly #pruned: string
+  /**
+   * The largest id the log has reached, as SQL: past the pruned mark too, since a log pruned
+   * empty still has an end, and rows to come lie beyond it.
+   */
+  readonly #end: string
 
   constructor(sql: Sql<Record<string, unknown>>, cache: string, options: DurableLogOptions) {
     this.#sql = sql
@@ -52,6 +57,8 @@ export class DurableLog {
     const schema = quoteIdentifier(options.schema)
     this.#table = `${schema}.cache_invalidations`
     this.#pruned = `${schema}.cache_invalidations_pruned`
+    this.#end = `greatest(coalesce((select max(id) from ${this.#table}), 0),
+      coalesce((select through from ${this.#pruned} where id = 1), 0))`
   }
 
   async prepare(): Promise<void> {
@@ -81,12 +88,8 @@ export class DurableLog {
 
   /** The current end of the log: a reader starting now needs nothing before it. */
   async position(): Promise<LogPosition> {
-    // Past the pruned mark too: a log pruned empty still has an end, and rows to come lie beyond it.
     const [row] = await this.#sql<{ max_id: string; xmin: string }[]>`
-      select greatest(
-               coalesce((select max(id) from ${this.#sql.unsafe(this.#table)}), 0),
-               coalesce((select through from ${this.#sql.unsafe(this.#pruned)} where id = 1), 0)
-             )::text as max_id,
+      select ${this.#sql.unsafe(this.#end)}::text as max_id,
              pg_snapshot_xmin(pg_current_snapshot())::text as xmin`
     if (row === undefined) throw new Error('position query returned no row')
     return { maxId: BigInt(row.max_id), xmin: BigInt(row.xmin) }
@@ -116,10 +119,7 @@ export class DurableLog {
         (select coalesce(json_agg(json_build_array(id::text, tx::text, keys, tags, flush) order by id), '[]'::json)
            from (select * from found order by id limit ${limit}) first)::text as rows,
         (select count(*) > ${limit} from found) as more,
-        greatest(
-          coalesce((select max(id) from ${this.#sql.unsafe(this.#table)}), 0),
-          coalesce((select through from ${this.#sql.unsafe(this.#pruned)} where id = 1), 0)
-        )::text as max_id,
+        ${this.#sql.unsafe(this.#end)}::text as max_id,
         pg_snapshot_xmin(pg_current_snapshot())::text as xmin,
         coalesce((select through from ${this.#sql.unsafe(this.#pruned)} where id = 1), 0)::text as pruned_through`
     if (row === undefined) throw new Error('log query returned no row')
