@@ -1,4 +1,11 @@
-import { HeraldError, safeEmit, type MessageMeta, type Subscription } from '@herald/core'
+import {
+  HeraldError,
+  safeEmit,
+  toTransactionRunner,
+  type MessageMeta,
+  type Subscription,
+  type TransactionRunner,
+} from '@herald/core'
 import type { StandardSchemaV1 } from '@standard-schema/spec'
 import { EventEmitter } from 'eventemitter3'
 import type { Sql } from 'postgres'
@@ -214,10 +221,11 @@ export class ConfigStore<TSchema extends ConfigSchema>
   ): Promise<number> {
     const validator = this.#validator(key)
     this.#assertOpen()
+    const tx = transactionOf(options, 'config.set')
     const { text, parsed } = toJson(key, value)
     const result = await validate(validator, parsed)
     if (!result.ok) throw valueInvalid(key, result.issues, 'set refused')
-    return this.#write(key, text, result.value, 'set', options)
+    return this.#write(key, text, result.value, 'set', tx)
   }
 
   /**
@@ -228,9 +236,10 @@ export class ConfigStore<TSchema extends ConfigSchema>
   async reset<TKey extends ConfigKey<TSchema>>(key: TKey, options: WriteOptions = {}): Promise<number> {
     const validator = this.#validator(key)
     this.#assertOpen()
+    const tx = transactionOf(options, 'config.reset')
     const result = await validate(validator, undefined)
     if (!result.ok) throw valueInvalid(key, result.issues, 'reset refused: the key has no default')
-    return this.#write(key, undefined, result.value, 'reset', options)
+    return this.#write(key, undefined, result.value, 'reset', tx)
   }
 
   /**
@@ -249,10 +258,11 @@ export class ConfigStore<TSchema extends ConfigSchema>
       throw new HeraldError('INVALID_OPTION', `version must be a positive integer, got ${String(version)}`)
     }
     this.#assertOpen()
+    const tx = transactionOf(options, 'config.rollback')
     await this.#migrate()
     let found
     try {
-      found = await this.#tables.valueAt(key, version, options.tx)
+      found = await this.#tables.valueAt(key, version, tx)
     } catch (error) {
       throw queryFailed(error, `reading version ${version} of config key ${JSON.stringify(key)} failed`)
     }
@@ -275,7 +285,7 @@ export class ConfigStore<TSchema extends ConfigSchema>
         },
       )
     }
-    return this.#write(key, found.text, result.value, 'rollback', options, version)
+    return this.#write(key, found.text, result.value, 'rollback', tx, version)
   }
 
   /**
@@ -344,12 +354,12 @@ export class ConfigStore<TSchema extends ConfigSchema>
     text: string | undefined,
     value: unknown,
     reason: ChangeReason,
-    options: WriteOptions,
+    tx: TransactionRunner | undefined,
     rolledBackTo?: number,
   ): Promise<number> {
     await this.#migrate()
     const { channel, herald } = this.#options
-    const own = options.tx === undefined
+    const own = tx === undefined
     if (own) this.#ownWrites++
     try {
       let written: Written
@@ -358,7 +368,7 @@ export class ConfigStore<TSchema extends ConfigSchema>
           key,
           text,
           { channel, origin: herald.origin },
-          { tx: options.tx, rolledBackTo },
+          { tx, rolledBackTo },
         )
       } catch (error) {
         throw queryFailed(error, `writing config key ${JSON.stringify(key)} failed`)
@@ -651,6 +661,11 @@ export class ConfigStore<TSchema extends ConfigSchema>
     // The event map is generic over the schema, so TypeScript cannot relate it to `string` here.
     safeEmit(this, name, event)
   }
+}
+
+/** The caller's transaction, refused with `INVALID_OPTION` before anything is read or written. */
+function transactionOf(options: WriteOptions, action: string): TransactionRunner | undefined {
+  return options.tx === undefined ? undefined : toTransactionRunner(options.tx, action)
 }
 
 function closedError(): HeraldError {

@@ -1,4 +1,4 @@
-import { HeraldError, quoteIdentifier, type TransactionClient } from '@herald/core'
+import { HeraldError, quoteIdentifier, clientRunner, type TransactionRunner } from '@herald/core'
 import type { Sql } from 'postgres'
 import { CONFIG_KIND } from './config-message.js'
 
@@ -115,42 +115,54 @@ export class ConfigTables {
     key: string,
     text: string | undefined,
     hint: { readonly channel: string; readonly origin: string },
-    options: { readonly tx?: TransactionClient | undefined; readonly rolledBackTo?: number | undefined },
+    options: { readonly tx?: TransactionRunner | undefined; readonly rolledBackTo?: number | undefined },
   ): Promise<Written> {
-    const sql = (options.tx as Run | undefined) ?? this.#sql()
-    const namespace = this.#namespace
-    const value = text ?? null
-    const rolledBackTo = options.rolledBackTo ?? null
-    // JSON goes in as text and is cast: a string bound straight to jsonb is encoded twice by postgres.js.
-    const [row] = await sql<
-      { version: string; value: string | null; changed_at: Date; changed_by: string }[]
-    >`
-      with head as (
-        insert into ${sql.unsafe(this.#heads)} as h (namespace, version) values (${namespace}::text, 1)
+    const run = options.tx ?? clientRunner(this.#sql())
+    // JSON goes in as text and is cast: a string bound straight to jsonb is encoded twice by
+    // postgres.js. Text columns only, and the NOTIFY in FROM rather than as a void column, so
+    // that every driver of a caller's transaction reads the same row.
+    const [row] = await run.query<{
+      version: string
+      value: string | null
+      changed_at: string
+      changed_by: string
+    }>(
+      `with head as (
+        insert into ${this.#heads} as h (namespace, version) values ($1::text, 1)
         on conflict (namespace) do update set version = h.version + 1
         returning version
       ), stored as (
-        insert into ${sql.unsafe(this.#values)} as v (namespace, key, value, version)
-        select ${namespace}::text, ${key}::text, ${value}::text::jsonb, version from head
+        insert into ${this.#values} as v (namespace, key, value, version)
+        select $1::text, $2::text, $3::text::jsonb, version from head
         on conflict (namespace, key) do update
           set value = excluded.value, version = excluded.version, updated_at = now(), updated_by = current_user
         returning 1
       ), logged as (
-        insert into ${sql.unsafe(this.#history)} (namespace, version, key, value, rolled_back_to)
-        select ${namespace}::text, version, ${key}::text, ${value}::text::jsonb, ${rolledBackTo}::bigint from head
+        insert into ${this.#history} (namespace, version, key, value, rolled_back_to)
+        select $1::text, version, $2::text, $3::text::jsonb, $4::bigint from head
         returning version, value, changed_at, changed_by
       )
-      select version::text as version, value::text as value, changed_at, changed_by,
-        pg_notify(${hint.channel}::text, json_build_object(
-          'v', 1, 'o', ${hint.origin}::text, 'k', ${CONFIG_KIND}::text,
-          'b', json_build_object('n', ${namespace}::text, 'v', version)
-        )::text)
-      from logged`
+      select version::text as version, value::text as value,
+        to_json(changed_at)#>>'{}' as changed_at, changed_by::text as changed_by
+      from logged, pg_notify($5::text, json_build_object(
+        'v', 1, 'o', $6::text, 'k', $7::text,
+        'b', json_build_object('n', $1::text, 'v', logged.version)
+      )::text)`,
+      [
+        this.#namespace,
+        key,
+        text ?? null,
+        options.rolledBackTo ?? null,
+        hint.channel,
+        hint.origin,
+        CONFIG_KIND,
+      ],
+    )
     if (row === undefined) throw new Error('the write returned no row')
     return {
       version: Number(row.version),
       text: row.value ?? undefined,
-      changedAt: row.changed_at,
+      changedAt: new Date(row.changed_at),
       changedBy: row.changed_by,
     }
   }
@@ -159,12 +171,13 @@ export class ConfigTables {
   async valueAt(
     key: string,
     version: number,
-    tx: TransactionClient | undefined,
+    tx: TransactionRunner | undefined,
   ): Promise<{ readonly text: string | undefined } | undefined> {
-    const sql = (tx as Run | undefined) ?? this.#sql()
-    const [row] = await sql<{ value: string | null }[]>`
-      select value::text as value from ${sql.unsafe(this.#history)}
-      where namespace = ${this.#namespace} and key = ${key} and version = ${version}::bigint`
+    const [row] = await (tx ?? clientRunner(this.#sql())).query<{ value: string | null }>(
+      `select value::text as value from ${this.#history}
+       where namespace = $1::text and key = $2::text and version = $3::bigint`,
+      [this.#namespace, key, version],
+    )
     return row === undefined ? undefined : { text: row.value ?? undefined }
   }
 

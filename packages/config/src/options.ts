@@ -41,7 +41,7 @@ export interface ConfigStoreOptions<TSchema extends ConfigSchema> {
 
 export interface WriteOptions {
   /**
-   * A postgres.js transaction (`sql.begin(tx => ...)`): the change is written in it and takes
+   * The app's open transaction, from any driver or ORM ({@link TransactionClient}): the change is written in it and takes
    * effect everywhere, this instance included, when, and only if, it commits. Until then it
    * holds the namespace's version row, so other writers of the namespace wait for it.
    */

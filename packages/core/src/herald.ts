@@ -9,13 +9,8 @@ import { safeEmit, type HeraldEvents } from './events.js'
 import { createClient } from './create-client.js'
 import { assertWaitOptions, raceWait, type WaitOptions } from './wait.js'
 import { ListenerConnection } from './listener-connection.js'
-import {
-  resolveOptions,
-  type ConnectionConfig,
-  type HeraldOptions,
-  type ResolvedOptions,
-  type TransactionClient,
-} from './options.js'
+import { resolveOptions, type ConnectionConfig, type HeraldOptions, type ResolvedOptions } from './options.js'
+import { toTransactionRunner, type TransactionClient } from './transaction-runner.js'
 import { Publisher } from './publisher.js'
 import { Subscription, type MessageHandler, type MessageMeta } from './subscription.js'
 
@@ -29,8 +24,8 @@ export interface SubscribeOptions extends WaitOptions {
 
 export interface PublishOptions {
   /**
-   * A postgres.js transaction (`sql.begin(tx => ...)`): the message is delivered when, and
-   * only if, that transaction commits.
+   * The app's open transaction, from whatever driver or ORM it uses (see
+   * {@link TransactionClient}): the message is delivered when, and only if, it commits.
    */
   tx?: TransactionClient
   /** Carried as `meta.kind`, for consumers that multiplex message types on a channel. @default 'message' */
@@ -233,13 +228,8 @@ export class Herald extends EventEmitter<HeraldEvents> implements AsyncDisposabl
       this.#requireStarted()
       const publisher = this.#publisher as Publisher
       if (options.tx !== undefined) {
-        if (typeof options.tx !== 'function') {
-          throw new HeraldError(
-            'INVALID_OPTION',
-            '`tx` must be a postgres.js transaction (the `tx` of sql.begin)',
-          )
-        }
-        return publisher.publishInTransaction(options.tx, channel, kind, [body])
+        const tx = toTransactionRunner(options.tx, `publish to ${channel}`)
+        return publisher.publishInTransaction(tx, channel, kind, [body])
       }
       return publisher.publish(channel, kind, body)
     } catch (error) {

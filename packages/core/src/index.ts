@@ -13,7 +13,16 @@ export type {
   ReconnectedEvent,
   ReconnectingEvent,
 } from './events.js'
-export type { ConnectionConfig, HeraldOptions, TransactionClient } from './options.js'
+export type { ConnectionConfig, HeraldOptions } from './options.js'
+export { TransactionRunner, toTransactionRunner, clientRunner } from './transaction-runner.js'
+export type {
+  DrizzleTransaction,
+  KyselyTransaction,
+  PrismaTransaction,
+  QueryableTransaction,
+  TransactionClient,
+  TransactionDriver,
+} from './transaction-runner.js'
 export type { BackoffOptions } from './backoff.js'
 export { raceWait, assertWaitOptions, deferred } from './wait.js'
 export type { Deferred, WaitOptions } from './wait.js'

@@ -1,13 +1,10 @@
-import type { Options, PostgresType, ReservedSql, Sql, TransactionSql } from 'postgres'
+import type { Options, PostgresType, Sql } from 'postgres'
 import { DEFAULT_MAX_DELAY_MS, DEFAULT_MIN_DELAY_MS, type BackoffOptions } from './backoff.js'
 import { HeraldError } from './errors.js'
 import { systemClock, type Clock } from './clock.js'
 
 /** A connection string, or postgres.js options (host, port, ssl, ...; `PG*` variables fill the gaps). */
 export type ConnectionConfig = string | Options<Record<string, PostgresType>>
-
-/** Where a transactional publish runs: `sql.begin(tx => ...)`'s `tx`, or a reserved connection inside BEGIN. */
-export type TransactionClient = TransactionSql<Record<string, unknown>> | ReservedSql<Record<string, unknown>>
 
 export interface HeraldOptions {
   /**

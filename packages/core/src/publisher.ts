@@ -4,7 +4,7 @@ import { MAX_NOTIFY_BYTES, toFrames } from './chunking.js'
 import { encodeEnvelope, envelopeOverheadBytes } from './envelope.js'
 import { toConnectionError } from './errors.js'
 import { deferred, type Deferred } from './wait.js'
-import type { TransactionClient } from './options.js'
+import type { TransactionRunner } from './transaction-runner.js'
 
 /**
  * Publishes waiting for one channel and kind. They succeed or fail together (one statement
@@ -78,14 +78,21 @@ export class Publisher {
 
   /** Publishes inside the caller's transaction: delivered when, and only if, it commits. */
   async publishInTransaction(
-    tx: TransactionClient,
+    tx: TransactionRunner,
     channel: string,
     kind: string,
     bodies: string[],
   ): Promise<void> {
     const frames = this.#frames(kind, bodies)
+    this.stats.notifies += frames.length
     try {
-      await this.#send(tx, channel, frames)
+      // One statement for one frame or many, with `$n` parameters every driver takes: every
+      // frame of a chunked message commits with the transaction or not at all.
+      await tx.query(
+        `select count(*)::text as sent
+         from json_array_elements_text($2::text::json) as frame, pg_notify($1::text, frame)`,
+        [channel, JSON.stringify(frames)],
+      )
     } catch (error) {
       throw toConnectionError(error, `publish to ${channel} failed`)
     }
@@ -173,11 +180,7 @@ export class Publisher {
     return randomBytes(9).toString('base64url')
   }
 
-  async #send(
-    sql: Sql<Record<string, unknown>> | TransactionClient,
-    channel: string,
-    frames: string[],
-  ): Promise<void> {
+  async #send(sql: Sql<Record<string, unknown>>, channel: string, frames: string[]): Promise<void> {
     this.stats.notifies += frames.length
     if (frames.length === 1) {
       await sql`select pg_notify(${channel}, ${frames[0]})`

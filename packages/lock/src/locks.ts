@@ -4,8 +4,8 @@ import {
   raceWait,
   safeEmit,
   systemClock,
+  clientRunner,
   toConnectionError,
-  type TransactionClient,
   type WaitOptions,
 } from '@herald/core'
 import { EventEmitter } from 'eventemitter3'
@@ -243,7 +243,7 @@ export class Locks extends EventEmitter<LocksEvents> implements AsyncDisposable 
             await this.#options.herald.publish(
               this.#options.channel,
               { k: key.toString() },
-              { kind: RELEASE_KIND, tx: session as unknown as TransactionClient },
+              { kind: RELEASE_KIND, tx: clientRunner(session) },
             )
           } catch (error) {
             // The lock is free; waiters elsewhere find it by their sweep.

@@ -1,6 +1,6 @@
 import type { Sql } from 'postgres'
 import type { LogRef } from './invalidation-message.js'
-import type { TransactionClient } from '@herald/core'
+import { clientRunner, type TransactionRunner } from '@herald/core'
 import { quoteIdentifier } from '@herald/core'
 import { ensureLogTables } from './schema.js'
 
@@ -72,16 +72,17 @@ export class DurableLog {
       tags?: readonly string[] | undefined
       flush?: boolean | undefined
     },
-    tx: TransactionClient | undefined,
+    tx: TransactionRunner | undefined,
   ): Promise<LogRef> {
-    const run = (tx ?? this.#sql) as Sql<Record<string, unknown>>
     const keys = entry.keys === undefined ? null : JSON.stringify(entry.keys)
     const tags = entry.tags === undefined ? null : JSON.stringify(entry.tags)
     // JSON as text then cast: a string bound straight to jsonb is encoded twice by postgres.js.
-    const [row] = await run<{ id: string; tx: string }[]>`
-      insert into ${run.unsafe(this.#table)} (cache, keys, tags, flush)
-      values (${this.#cache}, ${keys}::text::jsonb, ${tags}::text::jsonb, ${entry.flush === true})
-      returning id::text as id, tx::text as tx`
+    const [row] = await (tx ?? clientRunner(this.#sql)).query<{ id: string; tx: string }>(
+      `insert into ${this.#table} (cache, keys, tags, flush)
+       values ($1::text, $2::text::jsonb, $3::text::jsonb, $4::boolean)
+       returning id::text as id, tx::text as tx`,
+      [this.#cache, keys, tags, entry.flush === true],
+    )
     if (row === undefined) throw new Error('insert returned no row')
     return row
   }

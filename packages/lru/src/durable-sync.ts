@@ -1,4 +1,4 @@
-import type { TransactionClient } from '@herald/core'
+import type { TransactionRunner } from '@herald/core'
 import type { Clock as CoreClock } from '@herald/core'
 
 /** The cache only reads the time. */
@@ -70,7 +70,7 @@ export class DurableSync {
       tags?: readonly string[] | undefined
       flush?: boolean | undefined
     },
-    tx: TransactionClient | undefined,
+    tx: TransactionRunner | undefined,
   ): Promise<LogRef> {
     return this.#log.append(change, tx)
   }

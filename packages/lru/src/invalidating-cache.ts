@@ -9,6 +9,8 @@ import {
   type Subscription,
   type Deferred,
   type TransactionClient,
+  type TransactionRunner,
+  toTransactionRunner,
 } from '@herald/core'
 import type { Sql } from 'postgres'
 import { EventEmitter } from 'eventemitter3'
@@ -38,7 +40,7 @@ export interface SetOptions {
 }
 
 export interface InvalidateOptions {
-  /** A postgres.js transaction: other instances evict when, and only if, it commits. */
+  /** The app's open transaction, from any driver or ORM ({@link TransactionClient}): other instances evict when, and only if, it commits. */
   tx?: TransactionClient
 }
 
@@ -289,8 +291,9 @@ export class InvalidatingCache<TValue extends {}>
     this.#assertOpen()
     if (list.length === 0) return
     if (list.length > this.#options.flushAboveKeys) return this.invalidateAll(options)
+    const tx = transactionOf(options, 'invalidate')
     for (const key of list) this.#evictKey(key, 'invalidate')
-    if (options.tx !== undefined) return this.#broadcast({ keys: list }, options.tx)
+    if (tx !== undefined) return this.#broadcast({ keys: list }, tx)
     return this.#batchKeys(list)
   }
 
@@ -326,15 +329,17 @@ export class InvalidatingCache<TValue extends {}>
     const list = keyList(tags)
     this.#assertOpen()
     if (list.length === 0) return
+    const tx = transactionOf(options, 'invalidateTags')
     this.#evictTags(list)
-    await this.#broadcast({ tags: list }, options.tx)
+    await this.#broadcast({ tags: list }, tx)
   }
 
   /** Empties this cache on every instance. */
   async invalidateAll(options: InvalidateOptions = {}): Promise<void> {
     this.#assertOpen()
+    const tx = transactionOf(options, 'invalidateAll')
     this.#flush('flush')
-    await this.#broadcast({ flush: true }, options.tx)
+    await this.#broadcast({ flush: true }, tx)
   }
 
   /** Removes a key from this instance only. */
@@ -459,7 +464,7 @@ export class InvalidatingCache<TValue extends {}>
       tags?: readonly string[] | undefined
       flush?: boolean | undefined
     },
-    tx: TransactionClient | undefined,
+    tx: TransactionRunner | undefined,
   ): Promise<void> {
     const pendingId = tx === undefined ? undefined : randomBytes(8).toString('base64url')
     // Block re-caching before the first await: a load started now would read the old row.
@@ -681,6 +686,11 @@ export class InvalidatingCache<TValue extends {}>
 }
 
 /** One change that evicts everything `changes` do: a flush covers the rest. */
+/** The caller's transaction, refused with `INVALID_OPTION` before anything is evicted or sent. */
+function transactionOf(options: InvalidateOptions, action: string): TransactionRunner | undefined {
+  return options.tx === undefined ? undefined : toTransactionRunner(options.tx, action)
+}
+
 function mergeChanges(changes: readonly RelayedChange[]): RelayedChange {
   if (changes.some((change) => change.flush === true)) return { flush: true }
   const keys = new Set<string>()

@@ -1,10 +1,9 @@
-import { HeraldError, sqlState, type TransactionClient } from '@herald/core'
+import { HeraldError, sqlState, type TransactionRunner } from '@herald/core'
 import type { Sql } from 'postgres'
 
 /** The id of the caller's transaction, so its end can be asked about later. */
-export async function transactionId(tx: TransactionClient): Promise<string> {
-  const run = tx as unknown as Sql<Record<string, unknown>>
-  const [row] = await run<{ txid: string }[]>`select pg_current_xact_id()::text as txid`
+export async function transactionId(tx: TransactionRunner): Promise<string> {
+  const [row] = await tx.query<{ txid: string }>('select pg_current_xact_id()::text as txid', [])
   if (row === undefined)
     throw new HeraldError('CONNECTION_FAILED', 'the transaction id query returned no row')
   return row.txid
