@@ -35,9 +35,8 @@ export interface Received<T> {
 /** Subscribes and records every message, with a wait for the n-th. */
 export async function collect<T = unknown>(herald: Herald, channel: string) {
   const messages: Received<T>[] = []
-  const subscription = await herald.subscribe<T>(channel, (payload, meta) => {
-    messages.push({ payload, meta })
-  })
+  // An expression body on purpose: a handler's return value (here push's) must type-check.
+  const subscription = await herald.subscribe<T>(channel, (payload, meta) => messages.push({ payload, meta }))
   return {
     messages,
     subscription,

@@ -9,15 +9,17 @@ export type ConnectionConfig = string | Options<Record<string, PostgresType>>
 export interface HeraldOptions {
   /**
    * Where to connect. Used for the listener connection, and for publishing unless `sql` is given.
-   * Required unless both `sql` and `listenConnection` are given.
+   * Required unless both `sql` and `listenConnection` are given. `undefined` counts as not
+   * given, so `connection: process.env.DATABASE_URL` type-checks and, when the variable is
+   * unset, fails at construction with `INVALID_OPTION`.
    */
-  connection?: ConnectionConfig
+  connection?: ConnectionConfig | undefined
   /**
    * A direct (or session-pooled) connection for LISTEN, when `connection` goes through a
    * transaction pooler such as PgBouncer in transaction mode, which cannot hold LISTEN.
    * @default connection
    */
-  listenConnection?: ConnectionConfig
+  listenConnection?: ConnectionConfig | undefined
   /**
    * The application's own postgres.js client, used to publish. Herald never ends it.
    * @default a client of its own on `connection`, with `publishPoolSize` connections

@@ -16,12 +16,10 @@ export interface MessageMeta {
 
 /**
  * Receives each message on a channel. The payload is shared by every handler of the channel:
- * treat it as read-only. A returned promise counts against the subscription's `concurrency`.
+ * treat it as read-only. A returned promise counts against the subscription's `concurrency`;
+ * any other return value is ignored, so `(order) => seen.push(order)` is a handler too.
  */
-export type MessageHandler<TPayload = unknown> = (
-  payload: TPayload,
-  meta: MessageMeta,
-) => void | Promise<void>
+export type MessageHandler<TPayload = unknown> = (payload: TPayload, meta: MessageMeta) => unknown
 
 export interface SubscriptionStats {
   /** Messages handed to the handler. */
@@ -116,7 +114,7 @@ export class Subscription<TPayload = unknown> {
 
   #run(payload: TPayload, meta: MessageMeta): void {
     this.#delivered++
-    let result: void | Promise<void>
+    let result: unknown
     try {
       result = this.#handler(payload, meta)
     } catch (error) {
