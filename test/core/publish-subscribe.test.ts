@@ -273,6 +273,35 @@ describe('bad input', () => {
     expect(herald.connected).toBe(true)
   })
 
+  it('turns an error nobody listens for into one process warning per code, instead of dropping it', async () => {
+    await using herald = await startedHerald({ connection: server.url })
+    const channel = uniqueName('unheard')
+    const received = await collect(herald, channel)
+    const warnings: Error[] = []
+    const onWarning = (warning: Error) => {
+      if (warning.name === 'HeraldWarning') warnings.push(warning)
+    }
+    process.on('warning', onWarning)
+    try {
+      for (const payload of ['hello', '[1,2]', 'again'])
+        await server.sql`select pg_notify(${channel}, ${payload})`
+      await server.sql`select pg_notify(${channel}, ${'{"v":1,"o":"psql","k":"message","b":"after"}'})`
+      await received.count(1)
+      await waitFor(() => warnings.length >= 1)
+      await new Promise((resolve) => setImmediate(resolve))
+      expect(warnings).toHaveLength(1)
+      expect(warnings[0]?.message).toMatch(/^Herald PAYLOAD_INVALID: .*no 'error' listener/)
+      expect((warnings[0] as Error & { code?: string }).code).toBe('PAYLOAD_INVALID')
+      // With a listener, errors reach it and no warning is added.
+      const errors = errorsOf(herald)
+      await server.sql`select pg_notify(${channel}, ${'garbage'})`
+      await waitFor(() => errors.length === 1)
+      expect(warnings).toHaveLength(1)
+    } finally {
+      process.off('warning', onWarning)
+    }
+  })
+
   it('reports a throwing handler as HANDLER_FAILED and still runs the others', async () => {
     await using herald = await startedHerald({ connection: server.url })
     const errors = errorsOf(herald)

@@ -55,6 +55,23 @@ describe('lock faults', () => {
     await relock.release()
   })
 
+  it('a lost lock frees its name in this process at once, before (and without) release()', async () => {
+    await using a = await locksOn(server.url, { applicationName: 'freed' })
+    const name = uniqueName('freed')
+    const lock = await a.locks.acquire(name)
+    const lost = once(a.locks, 'lost')
+    await server.terminate({ applicationName: 'freed-locks' })
+    await lost
+    const relock = await a.locks.acquire(name, { timeoutMs: 5_000 })
+    expect(relock.held).toBe(true)
+    expect(a.locks.stats().held).toBe(1)
+    // The lost lock's release() is a no-op: it does not release the new holder.
+    await lock.release()
+    expect(relock.held).toBe(true)
+    await relock.release()
+    expect(a.locks.stats().held).toBe(0)
+  })
+
   it('waiters re-check after the listener reconnects (a release sent in the gap is not lost)', async () => {
     await using holder = await locksOn(server.url, { applicationName: 'gap-holder' })
     // A sweep interval far beyond the test: only the reconnect check can wake the waiter.

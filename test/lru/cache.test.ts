@@ -46,6 +46,25 @@ describe('InvalidatingCache', () => {
     expect(cache.stats()).toMatchObject({ loads: 1, coalesced: 49, hits: 1 })
   })
 
+  it('set() reports an entry lru-cache refuses (over maxEntrySize), and leaves no tag behind', async () => {
+    await using herald = await startedHerald({ connection: server.url })
+    const cache = await readyCache<string>(herald, {
+      name: uniqueName('big'),
+      maxEntrySize: 10,
+      sizeCalculation: (value) => value.length,
+    })
+    expect(cache.set('small', 'ok', { tags: ['t'] })).toBe(true)
+    expect(cache.set('big', 'x'.repeat(100), { tags: ['t'] })).toBe(false)
+    expect(cache.get('big')).toBeUndefined()
+    expect(cache.stats()).toMatchObject({ size: 1, taggedKeys: 1 })
+    // Replacing a cached value with a refused one leaves neither.
+    expect(cache.set('small', 'y'.repeat(100), { tags: ['t'] })).toBe(false)
+    expect(cache.get('small')).toBeUndefined()
+    expect(cache.stats()).toMatchObject({ size: 0, taggedKeys: 0 })
+    expect(await cache.getOrLoad('big', () => 'z'.repeat(100), { tags: ['t'] })).toHaveLength(100)
+    expect(cache.stats()).toMatchObject({ size: 0, taggedKeys: 0 })
+  })
+
   it('evicts by tag on every instance, and reports reasons', async () => {
     await using a = await startedHerald({ connection: server.url })
     await using b = await startedHerald({ connection: server.url })

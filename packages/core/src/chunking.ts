@@ -66,13 +66,19 @@ export interface ChunkAssemblerOptions {
   maxChunks?: number
   /** A partial message older than this is dropped, in ms. @default 60000 */
   timeoutMs?: number
+  /**
+   * Characters held by all partial messages together; the oldest are dropped beyond it, so
+   * forged frames cannot pin more memory than one message of the largest size accepted.
+   * @default 134217728 (128 Mi)
+   */
+  maxPendingChars?: number
   now?: () => number
 }
 
 interface Partial {
   readonly count: number
-  readonly fragments: (string | undefined)[]
-  received: number
+  readonly fragments: Map<number, string>
+  chars: number
   readonly startedAt: number
 }
 
@@ -92,17 +98,25 @@ export class ChunkAssembler {
   readonly #maxPending: number
   readonly #maxChunks: number
   readonly #timeoutMs: number
+  readonly #maxPendingChars: number
   readonly #now: () => number
+  #pendingChars = 0
 
   constructor(options: ChunkAssemblerOptions = {}) {
     this.#maxPending = options.maxPending ?? 1024
     this.#maxChunks = options.maxChunks ?? 16_384
     this.#timeoutMs = options.timeoutMs ?? 60_000
+    this.#maxPendingChars = options.maxPendingChars ?? 128 * 1024 * 1024
     this.#now = options.now ?? Date.now
   }
 
   get pending(): number {
     return this.#pending.size
+  }
+
+  /** Characters held by partial messages now. */
+  get pendingChars(): number {
+    return this.#pendingChars
   }
 
   /** Takes one frame received on `channel`; messages on different channels never mix. */
@@ -122,35 +136,56 @@ export class ChunkAssembler {
     if (partial === undefined || partial.count !== count) {
       // A frame that disagrees with what is pending starts over: the frames of one message
       // commit together, so a stray (or forged) earlier frame must not sink the real message.
-      if (partial !== undefined) this.#pending.delete(slot)
+      if (partial !== undefined) this.#drop(slot)
       else if (this.#pending.size >= this.#maxPending) this.#dropOldest()
-      partial = { count, fragments: new Array<string | undefined>(count), received: 0, startedAt: now }
+      partial = { count, fragments: new Map(), chars: 0, startedAt: now }
       this.#pending.set(slot, partial)
     }
-    if (partial.fragments[index] === undefined) {
-      partial.fragments[index] = frame.slice(matched.length)
-      partial.received++
+    if (!partial.fragments.has(index)) {
+      const fragment = frame.slice(matched.length)
+      partial.fragments.set(index, fragment)
+      partial.chars += fragment.length
+      this.#pendingChars += fragment.length
+      while (this.#pendingChars > this.#maxPendingChars && this.#pending.size > 1) this.#dropOldest(slot)
+      if (this.#pendingChars > this.#maxPendingChars) {
+        this.#drop(slot)
+        return invalid(`makes a message larger than maxPendingChars (${this.#maxPendingChars})`, frame)
+      }
     }
-    if (partial.received < count) return { status: 'pending' }
-    this.#pending.delete(slot)
-    return { status: 'complete', text: partial.fragments.join('') }
+    if (partial.fragments.size < count) return { status: 'pending' }
+    this.#drop(slot)
+    let text = ''
+    for (let at = 0; at < count; at++) text += partial.fragments.get(at) ?? ''
+    return { status: 'complete', text }
   }
 
   /** Forgets every partial message: after a gap their missing frames will never come. */
   clear(): void {
     this.#pending.clear()
+    this.#pendingChars = 0
   }
 
   #expire(now: number): void {
-    for (const [id, partial] of this.#pending) {
+    for (const [slot, partial] of this.#pending) {
       if (now - partial.startedAt < this.#timeoutMs) break
-      this.#pending.delete(id)
+      this.#drop(slot)
     }
   }
 
-  #dropOldest(): void {
-    const oldest = this.#pending.keys().next()
-    if (oldest.done !== true) this.#pending.delete(oldest.value)
+  /** Drops the oldest partial message other than `keep`. */
+  #dropOldest(keep?: string): void {
+    for (const slot of this.#pending.keys()) {
+      if (slot === keep) continue
+      this.#drop(slot)
+      return
+    }
+  }
+
+  #drop(slot: string): void {
+    const partial = this.#pending.get(slot)
+    if (partial === undefined) return
+    this.#pending.delete(slot)
+    this.#pendingChars -= partial.chars
   }
 }
 

@@ -52,6 +52,7 @@ export interface HeraldEvents {
 /** What safeEmit needs of an eventemitter3 emitter (its listener store is read directly). */
 export interface Emitting {
   emit(event: string, ...args: unknown[]): boolean
+  listenerCount(event: string): number
   removeListener(
     event: string,
     fn?: (...args: never[]) => unknown,
@@ -71,13 +72,15 @@ interface Registered {
  * a notification dispatch) nor keeps the listeners after it from running: eventemitter3 stops
  * at the first throw, and a cache that never hears `reconnected` would serve stale entries
  * forever. Each throw is reported as an `error` event. eventemitter3 gives `error` no special
- * meaning, so with no `error` listener an error is dropped quietly.
+ * meaning, so an error nobody listens for would vanish: it becomes a process warning instead
+ * (the first of each code per object, so a long outage does not flood stderr).
  */
 export function safeEmit(target: object, name: string, ...args: unknown[]): void {
   const emitter = target as Emitting
   const store = (emitter as unknown as { _events?: Record<string, Registered | Registered[] | undefined> })
     ._events
   if (store === undefined) {
+    if (name === 'error' && emitter.listenerCount('error') === 0) return warnUnheard(target, args[0])
     // Not eventemitter3's layout: fall back to its emit, isolating only the loop.
     try {
       emitter.emit(name, ...args)
@@ -87,7 +90,10 @@ export function safeEmit(target: object, name: string, ...args: unknown[]): void
     return
   }
   const entry = store[name] ?? store[`~${name}`]
-  if (entry === undefined) return
+  if (entry === undefined) {
+    if (name === 'error') warnUnheard(target, args[0])
+    return
+  }
   for (const listener of Array.isArray(entry) ? [...entry] : [entry]) {
     if (listener.once) emitter.removeListener(name, listener.fn, undefined, true)
     try {
@@ -96,6 +102,21 @@ export function safeEmit(target: object, name: string, ...args: unknown[]): void
       report(emitter, name, cause)
     }
   }
+}
+
+const warned = new WeakMap<object, Set<string>>()
+
+function warnUnheard(target: object, error: unknown): void {
+  const code = error instanceof HeraldError ? error.code : 'UNKNOWN'
+  const codes = warned.get(target) ?? new Set<string>()
+  warned.set(target, codes)
+  if (codes.has(code)) return
+  codes.add(code)
+  const message = error instanceof Error ? error.message : String(error)
+  process.emitWarning(
+    `${target.constructor.name} ${code}: ${message} (no 'error' listener; later ${code} errors of this object are not shown: add one with .on('error', ...))`,
+    { type: 'HeraldWarning', code },
+  )
 }
 
 function report(emitter: Emitting, name: string, cause: unknown): void {

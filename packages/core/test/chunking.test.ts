@@ -103,4 +103,26 @@ describe('ChunkAssembler', () => {
     assembler.clear()
     expect(assembler.pending).toBe(0)
   })
+
+  it('bounds the characters held by partial messages, dropping the oldest first', () => {
+    const assembler = new ChunkAssembler({ maxPendingChars: 100 })
+    const forty = 'x'.repeat(40)
+    expect(assembler.accept(`~a:0:3\n${forty}`)).toEqual({ status: 'pending' })
+    expect(assembler.accept(`~b:0:3\n${forty}`)).toEqual({ status: 'pending' })
+    expect(assembler.pendingChars).toBe(80)
+    // A third partial would pass the budget: the oldest goes.
+    expect(assembler.accept(`~c:0:2\n${forty}`)).toEqual({ status: 'pending' })
+    expect(assembler.pending).toBe(2)
+    expect(assembler.pendingChars).toBe(80)
+    expect(assembler.accept(`~c:1:2\nyy`)).toEqual({ status: 'complete', text: `${forty}yy` })
+    expect(assembler.pendingChars).toBe(40)
+    // One message larger than the budget on its own is refused, and holds nothing.
+    const result = assembler.accept(`~big:0:2\n${'z'.repeat(101)}`)
+    expect(result.status).toBe('invalid')
+    expect(result.status === 'invalid' && result.error.code).toBe('PAYLOAD_INVALID')
+    expect(assembler.pending).toBe(0)
+    expect(assembler.pendingChars).toBe(0)
+    assembler.clear()
+    expect(assembler.pendingChars).toBe(0)
+  })
 })

@@ -128,10 +128,15 @@ export class CommitRelay {
   }
 
   #poll(): Promise<void> {
-    this.#polling ??= this.#pollOnce().finally(() => {
-      this.#polling = undefined
-      this.#schedule()
-    })
+    this.#polling ??= this.#pollOnce()
+      // A hook that throws must not end the loop, nor reach the process as an unhandled rejection.
+      .catch((error: unknown) =>
+        this.#hooks.error(error, 'relaying committed invalidations failed; retrying'),
+      )
+      .finally(() => {
+        this.#polling = undefined
+        this.#schedule()
+      })
     return this.#polling
   }
 
@@ -163,15 +168,24 @@ export class CommitRelay {
       if (status === 'aborted') rolledBack.push(entry)
       else committed.push(entry)
     })
-    if (rolledBack.length > 0) this.#hooks.rolledBack(rolledBack)
+    if (rolledBack.length > 0) this.#safely(() => this.#hooks.rolledBack(rolledBack))
     // Something ended, so writers are busy and the next commits are a round trip away: look
     // again at once. Nothing ended: back off, up to MAX_DELAY_MS for a transaction held open.
     this.#delayMs =
       committed.length + rolledBack.length > 0
         ? 0
         : Math.min(Math.max(this.#delayMs * 2, FIRST_DELAY_MS), MAX_DELAY_MS)
-    if (committed.length > 0) this.#hooks.committed(committed)
+    // Evicting here failing must not keep the others from hearing of the commit.
+    if (committed.length > 0) this.#safely(() => this.#hooks.committed(committed))
     this.#send(committed)
+  }
+
+  #safely(hook: () => void): void {
+    try {
+      hook()
+    } catch (error) {
+      this.#hooks.error(error, 'applying relayed commits here failed')
+    }
   }
 
   /**

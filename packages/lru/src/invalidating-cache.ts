@@ -78,6 +78,8 @@ export interface CacheStats {
   readonly replicaFallbacks: number
   /** Entries cached now. */
   readonly size: number
+  /** Entries cached now with tags (each is in the tag index). */
+  readonly taggedKeys: number
   /** Subscribed and connected: the cache may store. */
   readonly live: boolean
 }
@@ -217,8 +219,9 @@ export class InvalidatingCache<TValue extends {}>
 
   /**
    * Caches a value on this instance only (the database is the source every instance loads
-   * from). Returns false, storing nothing, while not live or while a transactional
-   * invalidation of the key is uncommitted.
+   * from). Returns false, storing nothing, while not live, while a transactional
+   * invalidation of the key is uncommitted, or when lru-cache refuses the entry (over
+   * `maxEntrySize`; a value it replaced is gone either way).
    */
   set(key: string, value: TValue, options: SetOptions = {}): boolean {
     assertKey(key)
@@ -230,8 +233,7 @@ export class InvalidatingCache<TValue extends {}>
       load.stale = true
       this.#loads.delete(key)
     }
-    this.#store(key, value, tags, options.ttl)
-    return true
+    return this.#store(key, value, tags, options.ttl)
   }
 
   /**
@@ -377,6 +379,7 @@ export class InvalidatingCache<TValue extends {}>
       flushes: this.#flushes,
       replayedRows: this.#durable?.appliedRows ?? 0,
       pendingInvalidations: this.#pending.size,
+      taggedKeys: this.#tags.size,
       replicaWaits: this.#replica?.waits ?? 0,
       replicaFallbacks: this.#replica?.fallbacks ?? 0,
       size: this.#lru.size,
@@ -448,14 +451,17 @@ export class InvalidatingCache<TValue extends {}>
     return this.#live && !this.#pending.blocks(key, tags)
   }
 
-  #store(key: string, value: TValue, tags: readonly string[], ttl: number | undefined): void {
+  /** Whether lru-cache kept it: it refuses an entry over `maxEntrySize` (or `maxSize`). */
+  #store(key: string, value: TValue, tags: readonly string[], ttl: number | undefined): boolean {
     this.#evicting = 'set'
     try {
       this.#lru.set(key, value, ttl === undefined ? undefined : { ttl })
     } finally {
       this.#evicting = undefined
     }
+    if (this.#lru.peek(key, { allowStale: true }) !== value) return false
     if (tags.length > 0) this.#tags.set(key, tags)
+    return true
   }
 
   async #broadcast(
