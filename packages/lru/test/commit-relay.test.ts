@@ -31,8 +31,9 @@ describe('CommitRelay', () => {
       committed: () => {
         if (throws) throw new Error('evict failed')
       },
-      publish: async (entries) => {
+      publish: (entries) => {
         published.push(entries.map((entry) => entry.pendingId))
+        return Promise.resolve()
       },
       rolledBack: () => {
         throw new Error('never rolled back here')
