@@ -4,3 +4,11 @@ export { startPostgres, type StartPostgresOptions } from './start-postgres.js'
 export { uniqueName } from './unique-name.js'
 export { waitFor, type Truthy, type WaitForOptions } from './wait-for.js'
 export { startStandby, StandbyServer, type StartStandbyOptions } from './start-standby.js'
+export {
+  PGBOUNCER_MISSING,
+  PgBouncer,
+  pgBouncerBinary,
+  startPgBouncer,
+  type PoolMode,
+  type StartPgBouncerOptions,
+} from './pgbouncer.js'
