@@ -7,13 +7,17 @@ import { describe, it } from 'vitest'
  * never pass by skipping them.
  */
 export function describeWithPgBouncer(name: string, body: () => void): void {
-  if (pgBouncerBinary() !== undefined) return describe(name, body)
+  if (pgBouncerBinary() !== undefined) {
+    describe(name, body)
+    return
+  }
   if (process.env['CI'] === 'true') {
-    return describe(name, () => {
+    describe(name, () => {
       it('has PgBouncer installed (CI=true)', () => {
         throw new Error(PGBOUNCER_MISSING)
       })
     })
+    return
   }
   console.warn(`${name}: ${PGBOUNCER_MISSING}`)
   describe.skip(name, body)
