@@ -29,6 +29,7 @@ export type HeraldErrorCode =
   | 'INVALID_KEY'
   | 'VALUE_INVALID'
   | 'LOCK_LOST'
+  | 'NOT_PINNED'
 
 export interface HeraldErrorOptions {
   /** The underlying error: a driver error, an `AbortSignal` reason, a handler's throw. */

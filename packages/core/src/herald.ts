@@ -139,6 +139,10 @@ export class Herald extends EventEmitter<HeraldEvents> implements AsyncDisposabl
       },
       reconnecting: (event) => this.#emit('reconnecting', event),
       error: (error) => this.#emitError(error),
+      echo: async (channel, payload) => {
+        // Unprepared: the publish connection may go through a pooler without prepared statements.
+        await this.sql.unsafe('select pg_notify($1::text, $2::text)', [channel, payload], { prepare: false })
+      },
     })
     this.#listener = listener
     if (sql === undefined && connection !== undefined) {

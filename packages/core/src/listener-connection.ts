@@ -1,3 +1,4 @@
+import { randomBytes } from 'node:crypto'
 import type net from 'node:net'
 import type { Sql } from 'postgres'
 import { backoffDelay } from './backoff.js'
@@ -16,6 +17,11 @@ export interface ListenerHandlers {
   disconnected(error: HeraldError): void
   reconnecting(info: { attempt: number; delayMs: number; error: HeraldError }): void
   error(error: HeraldError): void
+  /**
+   * Sends a NOTIFY from another session (Herald's publish client): a new session proves with it
+   * that it receives what others send, which a session behind a transaction pooler does not.
+   */
+  echo(channel: string, payload: string): Promise<void>
 }
 
 /** One physical connection. A lost one is never reused: reconnecting opens a new session. */
@@ -27,12 +33,17 @@ interface Session {
   readonly listening: Map<string, Promise<void>>
   heartbeat: Heartbeat | undefined
   lost: boolean
+  /** The delivery check this session waits for (see {@link ListenerHandlers.echo}). */
+  echo: { readonly payload: string; readonly arrived: Deferred<void> } | undefined
 }
 
 type State = 'idle' | 'starting' | 'live' | 'reconnecting' | 'closed'
 
 // Errors a retry cannot fix: bad password, unknown role or database, a replica.
 const PERMANENT_STATES = new Set(['28000', '28P01', '3D000', '25006'])
+
+const NOT_PINNED_HINT =
+  'it probably goes through a transaction pooler (PgBouncer in transaction mode), which cannot hold LISTEN: give `listenConnection` a direct or session-pooled URL (or the publish and listen connections reach different databases)'
 
 /**
  * The one dedicated LISTEN connection of a process. It owns its postgres.js client
@@ -58,6 +69,8 @@ export class ListenerConnection {
   #reconnects = 0
   #lastHeartbeatAt: number | undefined
   #lastRoundTripMs: number | undefined
+  /** This listener's private channel for delivery checks: random, so no user's channel and no other process's. */
+  readonly #echoChannel = `herald_pin_${randomBytes(9).toString('hex')}`
 
   constructor(options: ResolvedOptions, handlers: ListenerHandlers) {
     this.#options = options
@@ -191,14 +204,27 @@ export class ListenerConnection {
         return socket
       },
       onnotify: (channel: string, payload: string) => {
-        if (session !== undefined && !session.lost) this.#on.notification(channel, payload)
+        if (session === undefined || session.lost) return
+        if (channel === this.#echoChannel) {
+          if (payload === session.echo?.payload) session.echo.arrived.resolve()
+          return
+        }
+        this.#on.notification(channel, payload)
       },
       onclose: () => {
         if (session !== undefined)
           this.#lose(session, new HeraldError('CONNECTION_FAILED', 'the listener connection was closed'))
       },
     } as Parameters<typeof createClient>[1])
-    session = { client, socket, backendPid: 0, listening: new Map(), heartbeat: undefined, lost: false }
+    session = {
+      client,
+      socket,
+      backendPid: 0,
+      listening: new Map(),
+      heartbeat: undefined,
+      lost: false,
+      echo: undefined,
+    }
     this.#opening = session
     try {
       // A connect that neither succeeds nor fails (a SYN into the void, a server stuck in
@@ -219,15 +245,14 @@ export class ListenerConnection {
       }
       session.backendPid = row.pid
       const channels = [...this.#desired]
-      if (channels.length > 0) {
-        // One round trip for every channel: a reconnect under 1,000 channels stays fast.
-        const all = this.#command(
-          session,
-          channels.map((channel) => `listen ${quoteChannel(channel)}`).join(';'),
-        )
-        for (const channel of channels) session.listening.set(channel, all)
-        await raceWait(all, { timeoutMs: connectTimeoutMs }, this.#options.clock, 'LISTEN')
-      }
+      // One round trip for every channel: a reconnect under 1,000 channels stays fast.
+      const all = this.#command(
+        session,
+        [this.#echoChannel, ...channels].map((channel) => `listen ${quoteChannel(channel)}`).join(';'),
+      )
+      for (const channel of channels) session.listening.set(channel, all)
+      await raceWait(all, { timeoutMs: connectTimeoutMs }, this.#options.clock, 'LISTEN')
+      await this.#proveDelivery(session)
       if (this.#state === 'closed') throw new HeraldError('CLOSED', 'Herald is closed')
       return session
     } catch (error) {
@@ -237,6 +262,64 @@ export class ListenerConnection {
     } finally {
       if (this.#opening === session) this.#opening = undefined
     }
+  }
+
+  /**
+   * A session behind a transaction pooler LISTENs on a server backend that the pooler hands to
+   * other clients between statements, and drops what arrives while it is idle: every query
+   * succeeds and nothing is ever delivered. Only a notification sent by another session and
+   * received here proves the session is pinned, so each new session waits for one.
+   */
+  async #proveDelivery(session: Session): Promise<void> {
+    const payload = `${this.#opens}:${randomBytes(6).toString('hex')}`
+    const arrived = deferred<void>()
+    session.echo = { payload, arrived }
+    const { heartbeatMs, clock } = this.#options
+    try {
+      await raceWait(
+        this.#on.echo(this.#echoChannel, payload),
+        { timeoutMs: heartbeatMs },
+        clock,
+        'delivery check',
+      )
+    } catch (error) {
+      // The publish side is down or refuses NOTIFY (a standby): publishes fail loudly on their
+      // own, and a listener must not stay down for it. The session is used unproven, and said so.
+      if (session.lost) throw error
+      session.echo = undefined
+      this.#on.error(
+        toConnectionError(
+          error,
+          "the listener's delivery check could not be sent through the publish connection",
+        ),
+      )
+      return
+    }
+    try {
+      await raceWait(arrived.promise, { timeoutMs: heartbeatMs }, clock, 'delivery check')
+    } catch (error) {
+      if (!(error instanceof HeraldError) || error.code !== 'TIMEOUT' || session.lost) throw error
+      throw new HeraldError(
+        'NOT_PINNED',
+        `the listen connection LISTENs, but a notification sent from another session did not arrive within ${heartbeatMs} ms: ${NOT_PINNED_HINT}`,
+        { details: { backendPid: session.backendPid } },
+      )
+    } finally {
+      session.echo = undefined
+    }
+  }
+
+  /** The heartbeat's probe: a round trip that also checks the backend is still the one that LISTENs. */
+  async #probe(session: Session): Promise<void> {
+    const [row] = await session.client<{ pid: number }[]>`select pg_backend_pid() as pid`
+    if (row?.pid === session.backendPid) return
+    const error = new HeraldError(
+      'NOT_PINNED',
+      `the listen connection now answers from backend ${String(row?.pid)}, not ${session.backendPid} that LISTENs: ${NOT_PINNED_HINT}`,
+      { details: { backendPid: session.backendPid, answeredBy: row?.pid } },
+    )
+    this.#on.error(error)
+    throw error
   }
 
   #goLive(session: Session): void {
@@ -256,7 +339,7 @@ export class ListenerConnection {
       intervalMs: this.#options.heartbeatMs / 2,
       timeoutMs: this.#options.heartbeatMs / 2,
       clock: this.#options.clock,
-      probe: () => session.client`select 1`.then(() => undefined),
+      probe: () => this.#probe(session),
       onBeat: (roundTripMs) => {
         this.#lastHeartbeatAt = this.#options.clock.now()
         this.#lastRoundTripMs = roundTripMs
@@ -324,7 +407,7 @@ export class ListenerConnection {
 }
 
 function isPermanent(error: HeraldError): boolean {
-  if (error.code === 'HOT_STANDBY') return true
+  if (error.code === 'HOT_STANDBY' || error.code === 'NOT_PINNED') return true
   const state = sqlState(error.cause) ?? (error.details['sqlState'] as string | undefined)
   return state !== undefined && PERMANENT_STATES.has(state)
 }
