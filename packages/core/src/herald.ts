@@ -9,6 +9,7 @@ import { safeEmit, type HeraldEvents } from './events.js'
 import { createClient } from './create-client.js'
 import { assertWaitOptions, raceWait, type WaitOptions } from './wait.js'
 import { ListenerConnection } from './listener-connection.js'
+import { LocalPorts } from './proxy-detection.js'
 import { resolveOptions, type ConnectionConfig, type HeraldOptions, type ResolvedOptions } from './options.js'
 import { toTransactionRunner, type TransactionClient } from './transaction-runner.js'
 import { Publisher } from './publisher.js'
@@ -63,6 +64,11 @@ export interface HeraldStats {
   readonly lastHeartbeatAt: number | undefined
   /** Round trip of the last heartbeat, in ms. */
   readonly heartbeatRoundTripMs: number | undefined
+  /**
+   * Whether Herald prepares its publish statements: false when its own publish connection
+   * reaches the server through a proxy (a pooler in transaction mode cannot run prepared ones).
+   */
+  readonly preparedStatements: boolean
 }
 
 type State = 'idle' | 'starting' | 'started' | 'closing' | 'closed'
@@ -145,15 +151,29 @@ export class Herald extends EventEmitter<HeraldEvents> implements AsyncDisposabl
       },
     })
     this.#listener = listener
+    const localPorts = new LocalPorts(connectTimeoutMs)
     if (sql === undefined && connection !== undefined) {
       this.#ownSql = createClient(connection, {
         max: publishPoolSize,
         onnotice: () => {},
         connect_timeout: Math.ceil(connectTimeoutMs / 1000),
         connection: { application_name: `${applicationName}-publisher` },
-      })
+        socket: localPorts.socket,
+      } as Parameters<typeof createClient>[1])
     }
-    this.#publisher = new Publisher((sql ?? this.#ownSql) as Sql<Record<string, unknown>>, this.origin)
+    const publisher = new Publisher((sql ?? this.#ownSql) as Sql<Record<string, unknown>>, this.origin)
+    this.#publisher = publisher
+    // Herald's own publish client prepares its statements unless a proxy is in between (a
+    // transaction pooler cannot run them); the app's own `sql` keeps the app's `prepare` choice.
+    const ownSql = this.#ownSql
+    const detecting =
+      ownSql === undefined
+        ? Promise.resolve()
+        : raceWait(localPorts.proxied(ownSql), { timeoutMs: connectTimeoutMs }, this.#options.clock, 'start')
+            .then((proxied) => {
+              if (proxied) publisher.unprepared()
+            })
+            .catch(() => {})
     // close() during start() must not wait out the retries.
     this.#startAbort = new AbortController()
     const signal =
@@ -162,6 +182,7 @@ export class Herald extends EventEmitter<HeraldEvents> implements AsyncDisposabl
         : AbortSignal.any([options.signal, this.#startAbort.signal])
     try {
       await listener.start({ signal, timeoutMs: options.timeoutMs ?? this.#options.connectTimeoutMs })
+      await detecting
     } catch (error) {
       await this.#release(new HeraldError('NOT_STARTED', 'start() failed; call it again', { cause: error }))
       if (this.closed) throw closedError()
@@ -299,6 +320,7 @@ export class Herald extends EventEmitter<HeraldEvents> implements AsyncDisposabl
       partialMessages: this.#assembler.pending,
       lastHeartbeatAt: listener?.lastHeartbeatAt,
       heartbeatRoundTripMs: listener?.heartbeatRoundTripMs,
+      preparedStatements: this.#publisher?.prepared ?? true,
     }
   }
 

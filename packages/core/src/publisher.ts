@@ -45,9 +45,25 @@ export class Publisher {
   readonly #overheadByKind = new Map<string, number>()
   readonly stats: PublisherStats = { published: 0, notifies: 0 }
 
+  /**
+   * Whether Herald's statements are prepared (postgres.js's named statements). A pooler in
+   * transaction mode without prepared-statement support runs a statement's steps on different
+   * backends: "prepared statement does not exist", or a publish that never settles.
+   */
+  #prepare = true
+
   constructor(sql: Sql<Record<string, unknown>>, origin: string) {
     this.#sql = sql
     this.#origin = origin
+  }
+
+  /** Stops preparing statements, for a publish connection that goes through a proxy. */
+  unprepared(): void {
+    this.#prepare = false
+  }
+
+  get prepared(): boolean {
+    return this.#prepare
   }
 
   /**
@@ -182,13 +198,18 @@ export class Publisher {
 
   async #send(sql: Sql<Record<string, unknown>>, channel: string, frames: string[]): Promise<void> {
     this.stats.notifies += frames.length
+    const options = { prepare: this.#prepare }
     if (frames.length === 1) {
-      await sql`select pg_notify(${channel}, ${frames[0]})`
+      await sql.unsafe('select pg_notify($1::text, $2::text)', [channel, frames[0]!], options)
       return
     }
     // One statement, so every frame of a chunked message commits together or not at all. The
     // frames travel as one JSON text parameter: postgres.js's text[] encoding mangles some
     // quoted elements, and JSON arrays keep their order.
-    await sql`select pg_notify(${channel}, frame) from json_array_elements_text(${JSON.stringify(frames)}::text::json) as frame`
+    await sql.unsafe(
+      'select pg_notify($1::text, frame) from json_array_elements_text($2::text::json) as frame',
+      [channel, JSON.stringify(frames)],
+      options,
+    )
   }
 }
