@@ -44,7 +44,7 @@ describe('lock hand-over', () => {
     await waitFor(
       async () => {
         const last = await lastLockStatement('hb-waiter')
-        return last?.query === 'select 1' && last.at > Number(start?.at)
+        return last?.query === 'select pg_backend_pid() as pid' && last.at > Number(start?.at)
       },
       { intervalMs: 5 },
     )

@@ -1,11 +1,14 @@
+import { randomBytes } from 'node:crypto'
 import {
   createClient,
+  deferred,
   Heartbeat,
   HeraldError,
   raceWait,
   quoteIdentifier,
   systemClock,
   type ConnectionConfig,
+  type Deferred,
 } from '@herald/core'
 import type { Sql } from 'postgres'
 
@@ -16,7 +19,18 @@ export interface HolderSessionOptions {
   readonly schema: string
   /** Every lock held on the session is gone: its connection closed or stopped answering. */
   readonly onLost: (error: HeraldError) => void
+  /** Sends a NOTIFY from another session (Herald's publish client), to prove this one is pinned. */
+  readonly echo: (channel: string, payload: string) => Promise<void>
 }
+
+/** A session that holds locks: its client and the one backend that must answer every statement. */
+interface Pinned {
+  readonly client: Sql
+  readonly backendPid: number
+}
+
+const NOT_PINNED_HINT =
+  'it probably goes through a transaction pooler (PgBouncer in transaction mode), where two instances could hold one lock: give Locks a direct or session-mode `lockConnection`'
 
 /**
  * The one session that holds this process's advisory locks: a dedicated `max: 1` client
@@ -29,8 +43,14 @@ export class HolderSession {
   readonly #options: HolderSessionOptions
   readonly #tokens: string
   #client: Sql | undefined
+  /** The session being opened and proven, shared by concurrent first locks. */
+  #opening: Promise<Pinned> | undefined
+  #backendPid = 0
   #heartbeat: Heartbeat | undefined
   #held = 0
+  readonly #echoChannel = `herald_pin_${randomBytes(9).toString('hex')}`
+  #echo: { readonly payload: string; readonly arrived: Deferred<void> } | undefined
+  #closed = false
 
   constructor(options: HolderSessionOptions) {
     this.#options = options
@@ -42,15 +62,15 @@ export class HolderSession {
    * statement: only a holder increments a name's token, so tokens rise in acquisition order.
    */
   async tryLock(key: bigint, name: string): Promise<bigint | undefined> {
-    const client = this.#session()
-    let rows: { token: string }[]
+    const { client, backendPid } = await this.#session()
+    let rows: { token: string; pid: number }[]
     try {
-      rows = await client<{ token: string }[]>`
+      rows = await client<{ token: string; pid: number }[]>`
         with attempt as (select pg_try_advisory_lock(${key.toString()}::bigint) as locked)
         insert into ${client.unsafe(this.#tokens)} as t (name, token)
-        select ${name}, 1 from attempt where locked
+        select ${name}::text, 1 from attempt where locked
         on conflict (name) do update set token = t.token + 1, acquired_at = now()
-        returning token::text as token`
+        returning token::text as token, pg_backend_pid() as pid`
     } catch (error) {
       // A session lock survives its statement's failure: give it back if it was taken.
       await client`select pg_advisory_unlock(${key.toString()}::bigint)`.catch(() => {})
@@ -58,6 +78,15 @@ export class HolderSession {
     }
     const token = rows[0]?.token
     if (token === undefined) return undefined
+    if (rows[0]?.pid !== backendPid) {
+      // Taken on a backend this session does not own: someone else's session may hold it next.
+      await client`select pg_advisory_unlock(${key.toString()}::bigint)`.catch(() => {})
+      const error = this.#notPinned(
+        `the lock was taken on backend ${String(rows[0]?.pid)}, not ${backendPid}`,
+      )
+      this.#lose(client, error)
+      throw error
+    }
     if (this.#client !== client) {
       // The session was lost or closed while the statement ran (postgres.js may even have run
       // it on a fresh backend that is being ended): whatever was taken is not ours to keep.
@@ -104,6 +133,7 @@ export class HolderSession {
   }
 
   async close(): Promise<void> {
+    this.#closed = true
     this.#stopWatching()
     const client = this.#client
     this.#client = undefined
@@ -111,8 +141,19 @@ export class HolderSession {
     await client?.end({ timeout: 1 })
   }
 
-  #session(): Sql {
-    if (this.#client !== undefined) return this.#client
+  #session(): Promise<Pinned> {
+    if (this.#client !== undefined)
+      return Promise.resolve({ client: this.#client, backendPid: this.#backendPid })
+    this.#opening ??= this.#open().finally(() => (this.#opening = undefined))
+    return this.#opening
+  }
+
+  /**
+   * Opens the session and proves it is pinned to one backend before any lock is taken on it:
+   * behind a transaction pooler a NOTIFY from another session never reaches it (the pooler
+   * drops what arrives while it is idle), and its statements may land on other backends.
+   */
+  async #open(): Promise<Pinned> {
     let client: Sql | undefined = undefined
     client = createClient(this.#options.connection, {
       max: 1,
@@ -121,12 +162,57 @@ export class HolderSession {
       fetch_types: false,
       onnotice: () => {},
       connection: { application_name: `${this.#options.applicationName}-locks` },
+      onnotify: (channel: string, payload: string) => {
+        if (channel === this.#echoChannel && payload === this.#echo?.payload) this.#echo.arrived.resolve()
+      },
       onclose: () => {
         if (client !== undefined) this.#lose(client, new HeraldError('LOCK_LOST', 'the lock session closed'))
       },
-    })
-    this.#client = client
-    return client
+    } as Parameters<typeof createClient>[1])
+    const { heartbeatMs } = this.#options
+    try {
+      const [row] = await raceWait(
+        client<{ pid: number }[]>`select pg_backend_pid() as pid`,
+        { timeoutMs: heartbeatMs * 2 },
+        systemClock,
+        'lock session',
+      )
+      await client.unsafe(`listen ${quoteIdentifier(this.#echoChannel)}`)
+      const payload = randomBytes(6).toString('hex')
+      const arrived = deferred<void>()
+      this.#echo = { payload, arrived }
+      await raceWait(
+        this.#options.echo(this.#echoChannel, payload),
+        { timeoutMs: heartbeatMs },
+        systemClock,
+        'lock session',
+      )
+      try {
+        await raceWait(arrived.promise, { timeoutMs: heartbeatMs }, systemClock, 'lock session')
+      } catch (error) {
+        if (error instanceof HeraldError && error.code === 'TIMEOUT') {
+          throw this.#notPinned(
+            `a notification sent to the lock session did not arrive within ${heartbeatMs} ms`,
+          )
+        }
+        throw error
+      } finally {
+        this.#echo = undefined
+      }
+      if (this.#closed) throw new HeraldError('CLOSED', 'these Locks are closed')
+      this.#client = client
+      this.#backendPid = row?.pid ?? 0
+      return { client, backendPid: this.#backendPid }
+    } catch (error) {
+      const opened = client
+      client = undefined
+      void opened.end({ timeout: 0 }).catch(() => {})
+      throw error
+    }
+  }
+
+  #notPinned(what: string): HeraldError {
+    return new HeraldError('NOT_PINNED', `the lock session is not pinned: ${what}; ${NOT_PINNED_HINT}`)
   }
 
   #watch(client: Sql): void {
@@ -135,7 +221,11 @@ export class HolderSession {
       intervalMs: this.#options.heartbeatMs / 2,
       timeoutMs: this.#options.heartbeatMs / 2,
       clock: systemClock,
-      probe: () => client`select 1`.then(() => undefined),
+      probe: async () => {
+        const [row] = await client<{ pid: number }[]>`select pg_backend_pid() as pid`
+        if (row?.pid !== this.#backendPid)
+          throw this.#notPinned(`backend ${String(row?.pid)} answered, not ${this.#backendPid}`)
+      },
       onBeat: () => {},
       onDead: (error) =>
         this.#lose(

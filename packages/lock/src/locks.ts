@@ -56,11 +56,16 @@ export class Locks extends EventEmitter<LocksEvents> implements AsyncDisposable 
     const { herald, channel, sweepMs, heartbeatMs, schema, applicationName } = this.#options
     this.#watch = new ReleaseWatch({ herald, channel, sweepMs, onError: (error) => this.#emitError(error) })
     this.#session = new HolderSession({
-      connection: herald.listenConnection,
+      connection: this.#options.lockConnection ?? herald.listenConnection,
       applicationName,
       heartbeatMs,
       schema,
       onLost: (error) => this.#loseAll(error),
+      echo: async (channel, payload) => {
+        await herald.sql.unsafe('select pg_notify($1::text, $2::text)', [channel, payload], {
+          prepare: false,
+        })
+      },
     })
   }
 

@@ -1,4 +1,10 @@
-import { assertChannelName, assertPlainIdentifier, HeraldError, type Herald } from '@herald/core'
+import {
+  assertChannelName,
+  assertPlainIdentifier,
+  HeraldError,
+  type ConnectionConfig,
+  type Herald,
+} from '@herald/core'
 
 export interface LocksOptions {
   /** The process's one `Herald`: waiters share its listener connection. */
@@ -18,6 +24,13 @@ export interface LocksOptions {
   migrate?: boolean
   /** `application_name` of the lock session is this plus `-locks`. @default herald.applicationName */
   applicationName?: string
+  /**
+   * Where the lock session connects: a direct (or session-mode pooled) connection, since
+   * advisory locks live in one backend. A session behind a transaction pooler is refused with
+   * `NOT_PINNED` before any lock is taken on it.
+   * @default the Herald's listen connection
+   */
+  lockConnection?: ConnectionConfig | undefined
 }
 
 export interface ResolvedLocksOptions {
@@ -28,6 +41,7 @@ export interface ResolvedLocksOptions {
   readonly schema: string
   readonly migrate: boolean
   readonly applicationName: string
+  readonly lockConnection: ConnectionConfig | undefined
 }
 
 export function resolveLocksOptions(options: LocksOptions): ResolvedLocksOptions {
@@ -44,6 +58,7 @@ export function resolveLocksOptions(options: LocksOptions): ResolvedLocksOptions
     schema,
     migrate: options.migrate ?? true,
     applicationName: options.applicationName ?? options.herald.applicationName,
+    lockConnection: options.lockConnection,
   }
 }
 
