@@ -111,6 +111,41 @@ describe('faults', () => {
     await received.count(1)
   })
 
+  it('a publish on a backend that stopped answering rejects with TIMEOUT at publishTimeoutMs, plain or in a transaction', async () => {
+    await using herald = await startedHerald({
+      connection: server.url,
+      publishPoolSize: 1,
+      applicationName: 'stuck-publisher',
+      publishTimeoutMs: 500,
+    })
+    const channel = uniqueName('stuck')
+    await herald.publish(channel, 'warm')
+    const [publisher] = await server.backendPids({ applicationName: 'stuck-publisher-publisher' })
+    await server.pause(publisher!)
+    try {
+      const started = Date.now()
+      await expect(herald.publish(channel, 'never answered')).rejects.toMatchObject({ code: 'TIMEOUT' })
+      expect(Date.now() - started).toBeLessThan(5_000)
+    } finally {
+      await server.resume(publisher!)
+    }
+
+    const app = server.connect({ max: 1, connection: { application_name: 'stuck-app' } })
+    const [appPid] = await app<{ pid: number }[]>`select pg_backend_pid() as pid`
+    const inTransaction = app
+      .begin(async (tx) => {
+        await tx`select 1`
+        await server.pause(appPid!.pid)
+        try {
+          await herald.publish(channel, 'in a stuck transaction', { tx })
+        } finally {
+          await server.resume(appPid!.pid)
+        }
+      })
+      .catch((error: unknown) => error)
+    expect(await inTransaction).toMatchObject({ code: 'TIMEOUT' })
+  })
+
   it('keeps publishing while its own listener is down', async () => {
     await using a = await startedHerald({
       connection: server.url,

@@ -161,7 +161,10 @@ export class Herald extends EventEmitter<HeraldEvents> implements AsyncDisposabl
         socket: localPorts.socket,
       } as Parameters<typeof createClient>[1])
     }
-    const publisher = new Publisher((sql ?? this.#ownSql) as Sql<Record<string, unknown>>, this.origin)
+    const publisher = new Publisher((sql ?? this.#ownSql) as Sql<Record<string, unknown>>, this.origin, {
+      timeoutMs: this.#options.publishTimeoutMs,
+      clock: this.#options.clock,
+    })
     this.#publisher = publisher
     // Herald's own publish client prepares its statements unless a proxy is in between (a
     // transaction pooler cannot run them); the app's own `sql` keeps the app's `prepare` choice.

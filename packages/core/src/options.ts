@@ -41,6 +41,12 @@ export interface HeraldOptions {
   applicationName?: string
   /** `close()` waits this long for running async handlers before disconnecting, in ms. @default 5000 */
   closeTimeoutMs?: number
+  /**
+   * A publish (or a transactional write of Herald's in your transaction) not answered within
+   * this many ms rejects with `TIMEOUT` instead of hanging; the statement may still complete
+   * later, so a message that timed out can yet be delivered. @default 10000
+   */
+  publishTimeoutMs?: number
   /** @internal Timers and the current time, for tests. */
   clock?: Clock
 }
@@ -55,6 +61,7 @@ export interface ResolvedOptions {
   readonly connectTimeoutMs: number
   readonly applicationName: string
   readonly closeTimeoutMs: number
+  readonly publishTimeoutMs: number
   readonly clock: Clock
 }
 
@@ -90,6 +97,7 @@ export function resolveOptions(options: HeraldOptions): ResolvedOptions {
     connectTimeoutMs: positive('connectTimeoutMs', options.connectTimeoutMs, 10_000),
     applicationName,
     closeTimeoutMs: positive('closeTimeoutMs', options.closeTimeoutMs, 5_000, true),
+    publishTimeoutMs: positive('publishTimeoutMs', options.publishTimeoutMs, 10_000),
     clock: options.clock ?? systemClock,
   }
 }

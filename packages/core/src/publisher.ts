@@ -3,7 +3,8 @@ import type { Sql } from 'postgres'
 import { MAX_NOTIFY_BYTES, toFrames } from './chunking.js'
 import { encodeEnvelope, envelopeOverheadBytes } from './envelope.js'
 import { toConnectionError } from './errors.js'
-import { deferred, type Deferred } from './wait.js'
+import type { Clock } from './clock.js'
+import { deferred, raceWait, type Deferred } from './wait.js'
 import type { TransactionRunner } from './transaction-runner.js'
 
 /**
@@ -52,9 +53,16 @@ export class Publisher {
    */
   #prepare = true
 
-  constructor(sql: Sql<Record<string, unknown>>, origin: string) {
+  readonly #deadline: { readonly timeoutMs: number; readonly clock: Clock }
+
+  constructor(
+    sql: Sql<Record<string, unknown>>,
+    origin: string,
+    deadline: { timeoutMs: number; clock: Clock },
+  ) {
     this.#sql = sql
     this.#origin = origin
+    this.#deadline = deadline
   }
 
   /** Stops preparing statements, for a publish connection that goes through a proxy. */
@@ -104,10 +112,13 @@ export class Publisher {
     try {
       // One statement for one frame or many, with `$n` parameters every driver takes: every
       // frame of a chunked message commits with the transaction or not at all.
-      await tx.query(
-        `select count(*)::text as sent
-         from json_array_elements_text($2::text::json) as frame, pg_notify($1::text, frame)`,
-        [channel, JSON.stringify(frames)],
+      await this.#withDeadline(
+        tx.query(
+          `select count(*)::text as sent
+           from json_array_elements_text($2::text::json) as frame, pg_notify($1::text, frame)`,
+          [channel, JSON.stringify(frames)],
+        ),
+        channel,
       )
     } catch (error) {
       throw toConnectionError(error, `publish to ${channel} failed`)
@@ -130,7 +141,10 @@ export class Publisher {
     queue.inFlight = true
     let sending: Promise<unknown>
     try {
-      sending = this.#send(this.#sql, queue.channel, this.#frames(queue.kind, bodies))
+      sending = this.#withDeadline(
+        this.#send(this.#sql, queue.channel, this.#frames(queue.kind, bodies)),
+        queue.channel,
+      )
     } catch (error) {
       sending = Promise.reject(error)
     }
@@ -180,6 +194,12 @@ export class Publisher {
     }
     seal()
     return frames
+  }
+
+  /** A statement that never settles (a pooler that lost it, a half-open socket) must not hang its callers. */
+  #withDeadline<T>(statement: Promise<T>, channel: string): Promise<T> {
+    const { timeoutMs, clock } = this.#deadline
+    return raceWait(statement, { timeoutMs }, clock, `publish to ${channel}`)
   }
 
   #overhead(kind: string): number {
