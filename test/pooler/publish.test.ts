@@ -52,6 +52,14 @@ describeWithPgBouncer('publishing through PgBouncer in transaction mode', () => 
     )
     expect(results.filter((result) => result.status === 'rejected')).toEqual([])
     await waitFor(() => received.reduce((sum, r) => sum + r.messages.length, 0) === 600)
+
+    // Chunked, with quotes and backslashes: sent as literals, without parameters, behind the proxy.
+    const big = `it's \\ "quoted" 🎉\n`.repeat(5_000)
+    const bigChannel = uniqueName('pub_big')
+    const bigReceived = await collect<string>(direct, bigChannel)
+    await within(publisher.publish(bigChannel, big), 10_000)
+    await bigReceived.count(1)
+    expect(bigReceived.payloads()[0]).toBe(big)
   })
 
   it("invalidates inside the app's transaction on a pooled postgres.js client with default options", async () => {

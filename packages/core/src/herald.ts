@@ -10,6 +10,7 @@ import { createClient } from './create-client.js'
 import { assertWaitOptions, raceWait, type WaitOptions } from './wait.js'
 import { ListenerConnection } from './listener-connection.js'
 import { LocalPorts } from './proxy-detection.js'
+import { notifyStatement } from './sql-literal.js'
 import { resolveOptions, type ConnectionConfig, type HeraldOptions, type ResolvedOptions } from './options.js'
 import { toTransactionRunner, type TransactionClient } from './transaction-runner.js'
 import { Publisher } from './publisher.js'
@@ -146,8 +147,8 @@ export class Herald extends EventEmitter<HeraldEvents> implements AsyncDisposabl
       reconnecting: (event) => this.#emit('reconnecting', event),
       error: (error) => this.#emitError(error),
       echo: async (channel, payload) => {
-        // Unprepared: the publish connection may go through a pooler without prepared statements.
-        await this.sql.unsafe('select pg_notify($1::text, $2::text)', [channel, payload], { prepare: false })
+        // No parameters: the publish connection may go through a pooler (see notifyStatement).
+        await this.sql.unsafe(notifyStatement(channel, payload))
       },
     })
     this.#listener = listener

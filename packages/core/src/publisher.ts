@@ -3,6 +3,7 @@ import type { Sql } from 'postgres'
 import { MAX_NOTIFY_BYTES, toFrames } from './chunking.js'
 import { encodeEnvelope, envelopeOverheadBytes } from './envelope.js'
 import { toConnectionError } from './errors.js'
+import { notifyStatement, sqlLiteral } from './sql-literal.js'
 import type { Clock } from './clock.js'
 import { deferred, raceWait, type Deferred } from './wait.js'
 import type { TransactionRunner } from './transaction-runner.js'
@@ -218,9 +219,17 @@ export class Publisher {
 
   async #send(sql: Sql<Record<string, unknown>>, channel: string, frames: string[]): Promise<void> {
     this.stats.notifies += frames.length
-    const options = { prepare: this.#prepare }
+    if (!this.#prepare) {
+      // Behind a proxy: one simple-protocol statement, no parameters (see notifyStatement).
+      await sql.unsafe(
+        frames.length === 1
+          ? notifyStatement(channel, frames[0]!)
+          : `select pg_notify(${sqlLiteral(channel)}, frame) from json_array_elements_text(${sqlLiteral(JSON.stringify(frames))}::json) as frame`,
+      )
+      return
+    }
     if (frames.length === 1) {
-      await sql.unsafe('select pg_notify($1::text, $2::text)', [channel, frames[0]!], options)
+      await sql.unsafe('select pg_notify($1::text, $2::text)', [channel, frames[0]!], { prepare: true })
       return
     }
     // One statement, so every frame of a chunked message commits together or not at all. The
@@ -229,7 +238,7 @@ export class Publisher {
     await sql.unsafe(
       'select pg_notify($1::text, frame) from json_array_elements_text($2::text::json) as frame',
       [channel, JSON.stringify(frames)],
-      options,
+      { prepare: true },
     )
   }
 }

@@ -1,4 +1,5 @@
 import {
+  notifyStatement,
   assertWaitOptions,
   HeraldError,
   raceWait,
@@ -62,9 +63,8 @@ export class Locks extends EventEmitter<LocksEvents> implements AsyncDisposable 
       schema,
       onLost: (error) => this.#loseAll(error),
       echo: async (channel, payload) => {
-        await herald.sql.unsafe('select pg_notify($1::text, $2::text)', [channel, payload], {
-          prepare: false,
-        })
+        // No parameters: the publish connection may go through a pooler (see notifyStatement).
+        await herald.sql.unsafe(notifyStatement(channel, payload))
       },
     })
   }
