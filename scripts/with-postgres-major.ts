@@ -7,7 +7,6 @@
 // tests spawn, ORMs' adapters and the packages' own imports all see the same copy.
 import { spawnSync } from 'node:child_process'
 import { readFileSync, writeFileSync } from 'node:fs'
-import { createRequire } from 'node:module'
 import { dirname, join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 
@@ -38,9 +37,9 @@ function restore(): void {
   files.forEach((file, i) => writeFileSync(file, originals[i]!))
 }
 
+/** The copy @herald/core resolves (postgres.js 4 does not export its package.json). */
 function installedVersion(): string {
-  const fromCore = createRequire(join(root, 'packages/core/package.json'))
-  const manifest = fromCore.resolve('postgres/package.json')
+  const manifest = join(root, 'packages/core/node_modules/postgres/package.json')
   return (JSON.parse(readFileSync(manifest, 'utf8')) as { version: string }).version
 }
 

