@@ -1,4 +1,5 @@
 import { startPostgres, uniqueName, waitFor, type PgServer } from '@herald/testing'
+import { Herald } from '@herald/core'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { collect, newHerald, startedHerald } from '../support/heralds.js'
 
@@ -109,6 +110,56 @@ describe('lifecycle', () => {
     await expect(herald.start({ timeoutMs: 500 })).rejects.toMatchObject({ code: 'CONNECTION_FAILED' })
     expect(Date.now() - begin).toBeLessThan(3_000)
     await herald.close()
+  })
+
+  it('start() keeps retrying a refused connection for its whole timeoutMs, then says how long and how often', async () => {
+    const herald = newHerald({
+      connection: 'postgres://nobody:x@127.0.0.1:1/none',
+      connectTimeoutMs: 300,
+      reconnect: { minDelayMs: 100, maxDelayMs: 200 },
+    })
+    const begin = Date.now()
+    const failure = await herald.start({ timeoutMs: 1_500 }).catch((error: unknown) => error)
+    const elapsed = Date.now() - begin
+    expect(failure).toMatchObject({ code: 'CONNECTION_FAILED' })
+    const attempts = Number(
+      /still failing after \d+ ms and (\d+) attempts/.exec((failure as Error).message)?.[1],
+    )
+    // Retried until the deadline, not given up after the first refusal.
+    expect(elapsed).toBeGreaterThanOrEqual(1_400)
+    expect(attempts).toBeGreaterThan(2)
+    await herald.close()
+  })
+
+  it('refuses a malformed connection string at construction, without echoing it', async () => {
+    const secret = 'hunter2'
+    for (const [name, value] of [
+      ['connection', `http://app:${secret}@db.internal/app`],
+      ['connection', `postgres://app:${secret}@[db/app`],
+      ['connection', `app:${secret}@db.internal/app`],
+      ['listenConnection', `postgres://app:${secret}@db:notaport/app`],
+    ] as const) {
+      const options =
+        name === 'connection' ? { connection: value } : { connection: server.url, [name]: value }
+      let error: unknown
+      try {
+        new Herald(options)
+      } catch (thrown) {
+        error = thrown
+      }
+      expect(error, value).toMatchObject({ code: 'INVALID_OPTION' })
+      expect((error as Error).message).toMatch(new RegExp(`^${name} `))
+      expect((error as Error).message).not.toContain(secret)
+    }
+    // Several hosts, a Unix socket directory and percent-encoded passwords stay accepted.
+    for (const value of [
+      'postgres://app:p%40ss@h1:5432,h2:5433/app',
+      'postgresql:///app?host=/var/run/postgresql',
+      server.url,
+    ]) {
+      const herald = new Herald({ connection: value })
+      await herald.close()
+    }
   })
 
   it('start() fails at once on a wrong password, without retrying', async () => {

@@ -154,6 +154,9 @@ describe('Locks', () => {
     expect(() => new Locks({ herald: a.herald, sweepMs: 0 })).toThrow(
       expect.objectContaining({ code: 'INVALID_OPTION' }),
     )
+    const badConnection = () => new Locks({ herald: a.herald, lockConnection: 'postgres://u:p@[bad/db' })
+    expect(badConnection).toThrow(expect.objectContaining({ code: 'INVALID_OPTION' }))
+    expect(badConnection).toThrow(/^lockConnection /)
   })
 
   it('a forged release message costs a wasted attempt, never a lock held twice', async () => {

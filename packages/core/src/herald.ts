@@ -1,6 +1,7 @@
 import { randomBytes } from 'node:crypto'
 import { EventEmitter } from 'eventemitter3'
 import type { Sql } from 'postgres'
+import { backoffDelay } from './backoff.js'
 import { assertChannelName } from './channel-name.js'
 import { ChunkAssembler, isChunkFrame } from './chunking.js'
 import { assertKind, decodeEnvelope, DEFAULT_KIND, serializeBody, type Envelope } from './envelope.js'
@@ -158,6 +159,7 @@ export class Herald extends EventEmitter<HeraldEvents> implements AsyncDisposabl
         max: publishPoolSize,
         onnotice: () => {},
         connect_timeout: Math.ceil(connectTimeoutMs / 1000),
+        backoff: (retries: number) => backoffDelay(retries - 1, this.#options.reconnect) / 1000,
         connection: { application_name: `${applicationName}-publisher` },
         socket: localPorts.socket,
       } as Parameters<typeof createClient>[1])

@@ -13,7 +13,7 @@ export type {
   ReconnectedEvent,
   ReconnectingEvent,
 } from './events.js'
-export type { ConnectionConfig, HeraldOptions } from './options.js'
+export { checkConnection, type ConnectionConfig, type HeraldOptions } from './options.js'
 export { TransactionRunner, toTransactionRunner, clientRunner } from './transaction-runner.js'
 export type {
   DrizzleTransaction,

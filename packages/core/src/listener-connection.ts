@@ -95,39 +95,48 @@ export class ListenerConnection {
     }
   }
 
-  /** Opens the first session, retrying transient failures until `timeoutMs`. */
+  /** Opens the first session, retrying transient failures until `timeoutMs` has passed. */
   async start(options: WaitOptions & { timeoutMs: number }): Promise<void> {
     this.#state = 'starting'
     const { clock } = this.#options
-    const deadline = clock.now() + options.timeoutMs
+    const started = clock.now()
+    const deadline = started + options.timeoutMs
     let lastError: HeraldError | undefined
+    const stillFailing = (attempts: number): HeraldError =>
+      new HeraldError(
+        'CONNECTION_FAILED',
+        `${lastError?.message ?? 'could not open the listener connection'} (still failing after ` +
+          `${Math.round(clock.now() - started)} ms and ${attempts} attempts; start() retries for timeoutMs, ${options.timeoutMs} ms)`,
+        { cause: lastError },
+      )
     for (let attempt = 0; ; attempt++) {
       if ((this.#state as State) === 'closed')
         throw new HeraldError('CLOSED', 'Herald was closed while starting')
+      const remaining = deadline - clock.now()
+      if (remaining <= 0 && lastError) throw stillFailing(attempt)
       const opening = this.#open()
       try {
-        const session = await raceWait(opening, options, clock, 'start')
+        const session = await raceWait(
+          opening,
+          { signal: options.signal, timeoutMs: Math.max(remaining, 1) },
+          clock,
+          'start',
+        )
         this.#goLive(session)
         return
       } catch (error) {
         // An abandoned attempt may still connect: never leave its session open.
         opening.then((session) => this.#dispose(session, false)).catch(() => {})
+        if (error instanceof HeraldError && error.code === 'TIMEOUT' && lastError) throw stillFailing(attempt + 1)
         if (error instanceof HeraldError && (error.code === 'ABORTED' || error.code === 'TIMEOUT')) {
-          throw new HeraldError(error.code, error.message, { cause: lastError ?? error.cause })
+          const message = error.code === 'TIMEOUT' ? `start timed out after ${options.timeoutMs} ms` : error.message
+          throw new HeraldError(error.code, message, { cause: lastError ?? error.cause })
         }
         lastError = toConnectionError(error, 'could not open the listener connection')
         if (isPermanent(lastError)) throw lastError
-        const delay = backoffDelay(attempt, this.#options.reconnect)
-        if (clock.now() + delay >= deadline) {
-          throw new HeraldError(
-            'CONNECTION_FAILED',
-            `${lastError.message} (gave up after ${options.timeoutMs} ms)`,
-            {
-              cause: lastError,
-            },
-          )
-        }
-        await sleep(clock, delay, options.signal)
+        // Sleep no later than the deadline, then try once more or report.
+        const delay = Math.min(backoffDelay(attempt, this.#options.reconnect), deadline - clock.now())
+        if (delay > 0) await sleep(clock, delay, options.signal)
       }
     }
   }
@@ -196,6 +205,9 @@ export class ListenerConnection {
       max_lifetime: null,
       fetch_types: false,
       connect_timeout: Math.ceil(connectTimeoutMs / 1000),
+      // postgres.js 4 retries "too many clients" (53300) inside one attempt, by default up to
+      // 20 s apart: at our reconnect pace, the listener is back as soon as a slot frees.
+      backoff: (retries: number) => backoffDelay(retries - 1, this.#options.reconnect) / 1000,
       onnotice: () => {},
       connection: { application_name: `${applicationName}-listener` },
       socket: async (target: SocketTarget) => {

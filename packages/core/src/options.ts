@@ -76,6 +76,8 @@ export function resolveOptions(options: HeraldOptions): ResolvedOptions {
   if (options.connection === undefined && options.sql === undefined) {
     throw new HeraldError('INVALID_OPTION', 'give `connection` or `sql` to publish with')
   }
+  checkConnection('connection', options.connection)
+  checkConnection('listenConnection', options.listenConnection)
   const reconnect = {
     minDelayMs: positive('reconnect.minDelayMs', options.reconnect?.minDelayMs, DEFAULT_MIN_DELAY_MS),
     maxDelayMs: positive('reconnect.maxDelayMs', options.reconnect?.maxDelayMs, DEFAULT_MAX_DELAY_MS),
@@ -99,6 +101,34 @@ export function resolveOptions(options: HeraldOptions): ResolvedOptions {
     closeTimeoutMs: positive('closeTimeoutMs', options.closeTimeoutMs, 5_000, true),
     publishTimeoutMs: positive('publishTimeoutMs', options.publishTimeoutMs, 10_000),
     clock: options.clock ?? systemClock,
+  }
+}
+
+/**
+ * Refuses, at construction, a connection string that postgres.js would only reject at the
+ * first connect, and then with a bare `TypeError: Invalid URL`. The string is never echoed:
+ * it may hold a password.
+ */
+export function checkConnection(name: string, value: ConnectionConfig | undefined): void {
+  if (value === undefined) return
+  if (typeof value === 'object' && value !== null) return
+  if (typeof value !== 'string') {
+    throw new HeraldError('INVALID_OPTION', `${name} must be a connection URL or postgres.js options`)
+  }
+  const scheme = /^(postgres(?:ql)?:\/\/)([^/?#]*@)?([^/?#]*)/i.exec(value)
+  const example = 'postgres://user:password@host:5432/database'
+  if (!scheme) {
+    throw new HeraldError('INVALID_OPTION', `${name} must be a postgres:// or postgresql:// URL, such as ${example}`)
+  }
+  // postgres.js accepts several hosts (`h1:5432,h2:5433`), which URL cannot parse: check the first.
+  const firstHost = (scheme[3] ?? '').split(',')[0] || 'localhost'
+  try {
+    new URL(scheme[1]! + (scheme[2] ?? '') + firstHost + value.slice(scheme[0].length))
+  } catch {
+    throw new HeraldError(
+      'INVALID_OPTION',
+      `${name} is not a valid connection URL (expected ${example}; characters such as @, : or / in a password must be percent-encoded)`,
+    )
   }
 }
 

@@ -1,6 +1,7 @@
 import {
   assertChannelName,
   assertPlainIdentifier,
+  checkConnection,
   HeraldError,
   type ConnectionConfig,
   type Herald,
@@ -50,6 +51,7 @@ export function resolveLocksOptions(options: LocksOptions): ResolvedLocksOptions
   }
   const channel = assertChannelName(options.channel ?? 'lock_release')
   const schema = assertPlainIdentifier('schema', options.schema ?? 'herald')
+  checkConnection('lockConnection', options.lockConnection)
   return {
     herald: options.herald,
     channel,
