@@ -127,9 +127,11 @@ export class ListenerConnection {
       } catch (error) {
         // An abandoned attempt may still connect: never leave its session open.
         opening.then((session) => this.#dispose(session, false)).catch(() => {})
-        if (error instanceof HeraldError && error.code === 'TIMEOUT' && lastError) throw stillFailing(attempt + 1)
+        if (error instanceof HeraldError && error.code === 'TIMEOUT' && lastError)
+          throw stillFailing(attempt + 1)
         if (error instanceof HeraldError && (error.code === 'ABORTED' || error.code === 'TIMEOUT')) {
-          const message = error.code === 'TIMEOUT' ? `start timed out after ${options.timeoutMs} ms` : error.message
+          const message =
+            error.code === 'TIMEOUT' ? `start timed out after ${options.timeoutMs} ms` : error.message
           throw new HeraldError(error.code, message, { cause: lastError ?? error.cause })
         }
         lastError = toConnectionError(error, 'could not open the listener connection')

@@ -118,7 +118,10 @@ export function checkConnection(name: string, value: ConnectionConfig | undefine
   const scheme = /^(postgres(?:ql)?:\/\/)([^/?#]*@)?([^/?#]*)/i.exec(value)
   const example = 'postgres://user:password@host:5432/database'
   if (!scheme) {
-    throw new HeraldError('INVALID_OPTION', `${name} must be a postgres:// or postgresql:// URL, such as ${example}`)
+    throw new HeraldError(
+      'INVALID_OPTION',
+      `${name} must be a postgres:// or postgresql:// URL, such as ${example}`,
+    )
   }
   // postgres.js accepts several hosts (`h1:5432,h2:5433`), which URL cannot parse: check the first.
   const firstHost = (scheme[3] ?? '').split(',')[0] || 'localhost'
