@@ -34,12 +34,14 @@ const REPEATED_COLUMNS = ['median', 'min', 'max'] as const
 const REPEATED_WIDTH = 14
 
 /**
- * Writes `latest.json` and `latest.md`; a quick run writes `quick.tmp.*` instead (ignored
+ * Writes `latest.json` and `latest.md` (`latest-postgres4.*` on postgres.js 4); a quick run writes `quick.tmp.*` instead (ignored
  * by git), so a smoke test never overwrites the figures that get published.
  */
 export async function writeReport(report: Report): Promise<string[]> {
   await mkdir(RESULTS, { recursive: true })
-  const base = `${RESULTS}${report.options.quick ? 'quick.tmp' : 'latest'}`
+  // The figures on postgres.js 4 sit beside the default's, so the two can be compared.
+  const major = report.machine.driver.startsWith('postgres.js 4') ? '-postgres4' : ''
+  const base = `${RESULTS}${report.options.quick ? `quick${major}.tmp` : `latest${major}`}`
   await writeFile(`${base}.json`, `${JSON.stringify(report, null, 2)}\n`)
   await writeFile(`${base}.md`, markdown(report))
   return [`${base}.json`, `${base}.md`]
@@ -228,7 +230,7 @@ function machineLine(machine: Machine): string {
     .map(([name, value]) => `${name}=${value}`)
     .join(', ')
   return (
-    `${machine.cpu} × ${machine.cpus}, ${machine.os}, Node ${machine.node}, ` +
+    `${machine.cpu} × ${machine.cpus}, ${machine.os}, Node ${machine.node}, ${machine.driver}, ` +
     `PostgreSQL ${machine.postgres} (${machine.postgresSource}, ${settings})`
   )
 }
