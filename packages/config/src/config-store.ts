@@ -95,6 +95,8 @@ export class ConfigStore<TSchema extends ConfigSchema>
 {
   readonly namespace: string
   readonly #options: ResolvedConfigOptions
+  /** Unties this from its Herald's close(), once closed by itself. */
+  readonly #untie: () => void
   readonly #schema: TSchema
   readonly #tables: ConfigTables
   readonly #entries = new Map<string, Entry>()
@@ -120,6 +122,7 @@ export class ConfigStore<TSchema extends ConfigSchema>
   constructor(options: ConfigStoreOptions<TSchema>) {
     super()
     this.#options = resolveConfigOptions(options)
+    this.#untie = this.#options.herald.closeWith(this)
     this.#schema = options.schema
     this.namespace = this.#options.namespace
     this.#tables = new ConfigTables(() => this.#sql(), this.#options.tableSchema, this.namespace)
@@ -335,6 +338,7 @@ export class ConfigStore<TSchema extends ConfigSchema>
   async close(): Promise<void> {
     if (this.#state === 'closed') return
     this.#state = 'closed'
+    this.#untie()
     if (this.#pollTimer !== undefined) clearTimeout(this.#pollTimer)
     this.#pollTimer = undefined
     this.#options.herald.off('reconnected', this.#onReconnected)

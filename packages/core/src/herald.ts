@@ -73,6 +73,11 @@ export interface HeraldStats {
   readonly preparedStatements: boolean
 }
 
+/** What `closeWith` ties to a Herald. */
+export interface Closable {
+  close(): Promise<void>
+}
+
 type State = 'idle' | 'starting' | 'started' | 'closing' | 'closed'
 
 /**
@@ -94,6 +99,7 @@ export class Herald extends EventEmitter<HeraldEvents> implements AsyncDisposabl
   #starting: Promise<void> | undefined
   #startAbort: AbortController | undefined
   #closing: Promise<void> | undefined
+  readonly #dependents = new Set<Closable>()
   #notifications = 0
   #received = 0
   #invalid = 0
@@ -340,18 +346,36 @@ export class Herald extends EventEmitter<HeraldEvents> implements AsyncDisposabl
     return this.#closing
   }
 
+  /**
+   * Ties `resource` to this Herald, so that `close()` closes it first: the caches, config
+   * stores and lock managers built on a Herald register themselves, and closing the Herald
+   * alone leaves nothing that keeps the process alive. Returns the function that unties it
+   * (call it from the resource's own `close()`).
+   */
+  closeWith(resource: Closable): () => void {
+    if (this.#closing === undefined) this.#dependents.add(resource)
+    return () => {
+      this.#dependents.delete(resource)
+    }
+  }
+
   async [Symbol.asyncDispose](): Promise<void> {
     await this.close()
   }
 
   async #close(): Promise<void> {
+    const { clock, closeTimeoutMs } = this.#options
+    // Before anything of ours goes: a lock manager still publishes its releases through us.
+    const dependents = [...this.#dependents]
+    this.#dependents.clear()
+    const closed = Promise.all(dependents.map((dependent) => dependent.close().catch(() => {})))
+    await raceWait(closed, { timeoutMs: closeTimeoutMs }, clock, 'close').catch(() => {})
     const wasStarting = this.#starting
     this.#state = 'closing'
     this.#startAbort?.abort(closedError())
     const subscriptions = [...this.#channels.values()].flatMap((set) => [...set])
     for (const subscription of subscriptions) subscription.stop()
     await wasStarting?.catch(() => {})
-    const { clock, closeTimeoutMs } = this.#options
     const settled = Promise.all([
       this.#publisher?.drain(),
       ...subscriptions.map((subscription) => subscription.settled()),

@@ -1,5 +1,5 @@
 export { Herald } from './herald.js'
-export type { HeraldStats, PublishOptions, SubscribeOptions } from './herald.js'
+export type { Closable, HeraldStats, PublishOptions, SubscribeOptions } from './herald.js'
 export { Subscription } from './subscription.js'
 export type { MessageHandler, MessageMeta, SubscriptionStats } from './subscription.js'
 export { HeraldError, isHeraldError, sqlState, toConnectionError } from './errors.js'

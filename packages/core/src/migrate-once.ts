@@ -6,13 +6,16 @@ import { HeraldError } from './errors.js'
 export const MIGRATION_LOCK = 0x6865_7261_6c64_0000n
 
 /**
+ * Silences the "already exists, skipping" NOTICEs of idempotent DDL, for this implicit
+ * transaction only: the client may be the app's, whose onnotice prints them by default.
  * Takes the migration lock, then makes this session see the catalog as it is now. While it
  * waited, another session may have created the schema or tables this session had already
  * looked up (and cached as missing): a `create ... if not exists` would then trust the stale
  * cache and fail on a duplicate key. Taking a catalog's lock for the first time in the
  * transaction processes the pending cache invalidations.
  */
-export const TAKE_MIGRATION_LOCK = `select pg_advisory_xact_lock(${MIGRATION_LOCK});
+export const TAKE_MIGRATION_LOCK = `set local client_min_messages = warning;
+select pg_advisory_xact_lock(${MIGRATION_LOCK});
 lock table pg_catalog.pg_namespace, pg_catalog.pg_class in access share mode;`
 
 const done = new WeakMap<object, Map<string, Promise<void>>>()

@@ -38,6 +38,8 @@ export interface LocksStats {
  */
 export class Locks extends EventEmitter<LocksEvents> implements AsyncDisposable {
   readonly #options: ResolvedLocksOptions
+  /** Unties this from its Herald's close(), once closed by itself. */
+  readonly #untie: () => void
   readonly #local = new LocalQueue()
   readonly #watch: ReleaseWatch
   readonly #session: HolderSession
@@ -54,6 +56,7 @@ export class Locks extends EventEmitter<LocksEvents> implements AsyncDisposable 
   constructor(options: LocksOptions) {
     super()
     this.#options = resolveLocksOptions(options)
+    this.#untie = this.#options.herald.closeWith(this)
     const { herald, channel, sweepMs, heartbeatMs, schema, applicationName } = this.#options
     this.#watch = new ReleaseWatch({ herald, channel, sweepMs, onError: (error) => this.#emitError(error) })
     this.#session = new HolderSession({
@@ -193,6 +196,7 @@ export class Locks extends EventEmitter<LocksEvents> implements AsyncDisposable 
   async close(): Promise<void> {
     if (this.#closed) return
     this.#closed = true
+    this.#untie()
     await Promise.allSettled([...this.#held].map((lock) => lock.release()))
     this.#watch.close()
     await this.#session.close()

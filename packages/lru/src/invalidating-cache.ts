@@ -107,6 +107,8 @@ export class InvalidatingCache<TValue extends {}>
 {
   readonly name: string
   readonly #options: ResolvedCacheOptions<TValue>
+  /** Unties this from its Herald's close(), once closed by itself. */
+  readonly #untie: () => void
   readonly #lru: LRUCache<string, TValue, unknown>
   readonly #tags = new TagIndex()
   readonly #loads = new Map<string, Load<TValue>>()
@@ -145,6 +147,7 @@ export class InvalidatingCache<TValue extends {}>
   constructor(options: InvalidatingCacheOptions<TValue>) {
     super()
     this.#options = resolveCacheOptions(options)
+    this.#untie = this.#options.herald.closeWith(this)
     this.name = this.#options.name
     this.#bypass = this.#options.onDisconnect === 'bypass'
     this.#pending = new PendingInvalidations(this.#options.pendingTimeoutMs, this.#options.clock)
@@ -396,6 +399,7 @@ export class InvalidatingCache<TValue extends {}>
   async close(): Promise<void> {
     if (this.#closed) return
     this.#closed = true
+    this.#untie()
     this.#live = false
     this.#options.herald.off('disconnected', this.#onDisconnected)
     this.#options.herald.off('reconnected', this.#onReconnected)
