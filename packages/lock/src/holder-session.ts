@@ -1,6 +1,7 @@
 import { randomBytes } from 'node:crypto'
 import {
   createClient,
+  DISABLE_SESSION_TIMEOUTS,
   deferred,
   Heartbeat,
   HeraldError,
@@ -172,7 +173,9 @@ export class HolderSession {
     const { heartbeatMs } = this.#options
     try {
       const [row] = await raceWait(
-        client<{ pid: number }[]>`select pg_backend_pid() as pid`,
+        client<
+          { pid: number }[]
+        >`select pg_backend_pid() as pid, ${client.unsafe(DISABLE_SESSION_TIMEOUTS)} as timeouts`,
         { timeoutMs: heartbeatMs * 2 },
         systemClock,
         'lock session',
