@@ -1,4 +1,3 @@
-import type { Herald } from '@herald/core'
 import {
   startPgBouncer,
   startPostgres,
@@ -14,25 +13,33 @@ import { collect, startedHerald } from '../support/heralds.js'
 import { describeWithPgBouncer } from '../support/pooler.js'
 
 /**
- * Publishes and invalidates through `herald` every few ms until `during` resolves; resolves
- * with what each call ended in ('ok' or the error's code) and how many it made.
+ * Two instances, A publishing through `pooler` (LISTEN direct) and B direct, each with a cache
+ * of one name. A publishes and invalidates every few ms while B seeds the keys, across a PAUSE
+ * of `pauseMs`; resolves once the load stops, with what each call ended in ('ok' or the error's
+ * code), what B received and B's cache. Closed by `await using`.
  */
-async function underLoad(
-  herald: Herald,
-  channel: string,
-  invalidate: (key: string) => Promise<void>,
-  seed: (key: string) => void,
-  during: () => Promise<void>,
-): Promise<{ sent: number; outcomes: string[] }> {
+async function pausedUnderLoad(
+  server: PgServer,
+  pooler: PgBouncer,
+  publishTimeoutMs: number,
+  pauseMs: number,
+) {
+  const a = await startedHerald({ connection: pooler.url, listenConnection: server.url, publishTimeoutMs })
+  const b = await startedHerald({ connection: server.url })
+  const channel = uniqueName('paused')
+  const received = await collect<number>(b, channel)
+  const name = uniqueName('paused_cache')
+  const atA = await readyCache<string>(a, { name })
+  const atB = await readyCache<string>(b, { name })
   let stop = false
   let sent = 0
   const calls: Promise<string>[] = []
   const load = (async () => {
     while (!stop) {
       const i = sent++
-      seed(`k${i}`)
+      atB.set(`k${i}`, 'old')
       calls.push(
-        Promise.all([herald.publish(channel, i), invalidate(`k${i}`)]).then(
+        Promise.all([a.publish(channel, i), atA.invalidate(`k${i}`)]).then(
           () => 'ok',
           (error: { code?: string }) => error.code ?? 'untyped',
         ),
@@ -41,11 +48,24 @@ async function underLoad(
     }
   })()
   await sleep(200)
-  await during()
+  await pooler.command('PAUSE')
+  await sleep(pauseMs)
+  await pooler.command('RESUME')
   await sleep(200)
   stop = true
   await load
-  return { sent, outcomes: await Promise.all(calls) }
+  return {
+    a,
+    channel,
+    sent,
+    outcomes: await Promise.all(calls),
+    received,
+    atB,
+    async [Symbol.asyncDispose]() {
+      await a.close()
+      await b.close()
+    },
+  }
 }
 
 describeWithPgBouncer('PgBouncer PAUSE and RESUME under load', () => {
@@ -62,29 +82,8 @@ describeWithPgBouncer('PgBouncer PAUSE and RESUME under load', () => {
   })
 
   it('a pause shorter than publishTimeoutMs: every publish and invalidation lands, nothing stale', async () => {
-    await using a = await startedHerald({
-      connection: pooler.url,
-      listenConnection: server.url,
-      publishTimeoutMs: 10_000,
-    })
-    await using b = await startedHerald({ connection: server.url })
-    const channel = uniqueName('paused')
-    const received = await collect<number>(b, channel)
-    const name = uniqueName('paused_cache')
-    const atA = await readyCache<string>(a, { name })
-    const atB = await readyCache<string>(b, { name })
-
-    const { sent, outcomes } = await underLoad(
-      a,
-      channel,
-      (key) => atA.invalidate(key),
-      (key) => atB.set(key, 'old'),
-      async () => {
-        await pooler.command('PAUSE')
-        await sleep(1_500)
-        await pooler.command('RESUME')
-      },
-    )
+    await using run = await pausedUnderLoad(server, pooler, 10_000, 1_500)
+    const { sent, outcomes, received, atB } = run
     expect(sent).toBeGreaterThan(50)
     expect(outcomes.filter((outcome) => outcome !== 'ok')).toEqual([])
     await received.count(sent)
@@ -94,29 +93,8 @@ describeWithPgBouncer('PgBouncer PAUSE and RESUME under load', () => {
   })
 
   it('a pause longer than publishTimeoutMs: the calls it caught reject with TIMEOUT, and all after RESUME land', async () => {
-    await using a = await startedHerald({
-      connection: pooler.url,
-      listenConnection: server.url,
-      publishTimeoutMs: 500,
-    })
-    await using b = await startedHerald({ connection: server.url })
-    const channel = uniqueName('paused_long')
-    const received = await collect<number>(b, channel)
-    const name = uniqueName('paused_long_cache')
-    const atA = await readyCache<string>(a, { name })
-    const atB = await readyCache<string>(b, { name })
-
-    const { sent, outcomes } = await underLoad(
-      a,
-      channel,
-      (key) => atA.invalidate(key),
-      (key) => atB.set(key, 'old'),
-      async () => {
-        await pooler.command('PAUSE')
-        await sleep(2_000)
-        await pooler.command('RESUME')
-      },
-    )
+    await using run = await pausedUnderLoad(server, pooler, 500, 2_000)
+    const { a, channel, sent, outcomes, received, atB } = run
     const failed = outcomes.filter((outcome) => outcome !== 'ok')
     expect(failed.length).toBeGreaterThan(0)
     expect(new Set(failed)).toEqual(new Set(['TIMEOUT']))
