@@ -159,6 +159,17 @@ describe('Locks', () => {
     expect(badConnection).toThrow(/^lockConnection /)
   })
 
+  it('refuses to lock with CLOSED once its Herald is closed, even when built after the close', async () => {
+    const a = await locksOn(server.url)
+    await a.herald.close()
+    const late = new Locks({ herald: a.herald })
+    for (const locks of [a.locks, late]) {
+      await expect(locks.acquire(uniqueName('after-close'))).rejects.toMatchObject({ code: 'CLOSED' })
+      await expect(locks.tryAcquire(uniqueName('after-close'))).rejects.toMatchObject({ code: 'CLOSED' })
+    }
+    await late.close()
+  })
+
   it('a forged release message costs a wasted attempt, never a lock held twice', async () => {
     await using a = await locksOn(server.url)
     await using b = await locksOn(server.url)

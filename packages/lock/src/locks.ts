@@ -289,6 +289,8 @@ export class Locks extends EventEmitter<LocksEvents> implements AsyncDisposable 
 
   #assertOpen(): void {
     if (this.#closed) throw new HeraldError('CLOSED', 'these Locks are closed')
+    // Its releases could not be heard or sent: a lock taken now could wait forever.
+    if (this.#options.herald.closed) throw new HeraldError('CLOSED', 'the Herald these Locks use is closed')
   }
 
   #emitError(error: HeraldError): void {
