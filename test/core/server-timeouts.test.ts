@@ -8,7 +8,7 @@ import { locksOn } from '../support/locks.js'
 // listener and lock session, idle by design, must outlive them.
 let server: PgServer
 beforeAll(async () => {
-  server = await startPostgres({ label: 'server-timeouts' })
+  server = await startPostgres({ faults: true, label: 'server-timeouts' }) // its own: the settings below are database-wide
   await server.sql.unsafe(`alter database postgres set idle_session_timeout = '300ms'`)
   await server.sql.unsafe(`alter database postgres set statement_timeout = '50ms'`)
   await server.sql.unsafe(`alter database postgres set idle_in_transaction_session_timeout = '100ms'`)

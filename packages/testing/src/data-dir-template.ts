@@ -62,10 +62,11 @@ async function initdb(): Promise<string> {
         `--username=${PG_USER}`,
         `--pwfile=${passwordFile}`,
         // UTF8 whatever the machine's locale; C collation is also the fastest. Checksums (on
-        // by default since 18) and syncing only cost time on a throwaway cluster.
+        // by default since 18, an option only since then) and syncing only cost time on a
+        // throwaway cluster.
         '--encoding=UTF8',
         '--locale=C',
-        '--no-data-checksums',
+        ...(binaries.major >= 18 ? ['--no-data-checksums'] : []),
         '--no-sync',
         '--no-instructions',
       ],

