@@ -10,7 +10,6 @@ import type { TimerHandle } from './clock.js'
 import { openSocket, type SocketTarget } from './internal/socket.js'
 import { deferred, raceWait, type Deferred, type WaitOptions } from './wait.js'
 import type { ResolvedOptions } from './options.js'
-import { DISABLE_SESSION_TIMEOUTS } from './session-timeouts.js'
 
 export interface ListenerHandlers {
   notification(channel: string, payload: string): void
@@ -247,7 +246,7 @@ export class ListenerConnection {
       const [row] = await raceWait(
         client<
           { pid: number; standby: boolean }[]
-        >`select pg_backend_pid() as pid, pg_is_in_recovery() as standby, ${client.unsafe(DISABLE_SESSION_TIMEOUTS)} as timeouts`,
+        >`select pg_backend_pid() as pid, pg_is_in_recovery() as standby`,
         { timeoutMs: connectTimeoutMs },
         this.#options.clock,
         'connect',

@@ -1,5 +1,5 @@
 /**
- * Herald's pinned sessions (the listener, the lock session) are idle by design and live as long
+ * Herald's pinned sessions (the lock session; the listener to come) are idle by design and live as long
  * as the process: an `idle_session_timeout` (PG 14+) set for the role or database would end them
  * every few seconds, and `statement_timeout` or `transaction_timeout` tuned for the app's queries
  * could cancel theirs. This select-list expression turns those off for the session alone, for
