@@ -20,5 +20,6 @@ export function describeWithPgBouncer(name: string, body: () => void): void {
     return
   }
   console.warn(`${name}: ${PGBOUNCER_MISSING}`)
+  // Skipped on purpose: no PgBouncer on this machine (install: apt-get install pgbouncer); never under CI=true (above).
   describe.skip(name, body)
 }
